@@ -1,0 +1,1 @@
+"""Prefect orchestration: the sync flow and the processes that run it."""

@@ -1,0 +1,110 @@
+"""Sync-run records: opening one per vendor at a time, resuming, finishing, and
+the public view of a run that the CLI, the API and the UI all show."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from ledger.store import LedgerStore, SyncAlreadyRunning, utc_now
+from ledger.sync_run import ALL_TYPES, STEPS, SyncParameters, SyncStats
+
+RESUMABLE_STATES = ("failed", "crashed", "cancelled")
+
+
+def new_sync_id(vendor_id: str, now: datetime) -> str:
+    return f"sync_{vendor_id}_{int(now.timestamp() * 1000)}"
+
+
+def open_run(store: LedgerStore, vendor_id: str, parameters: SyncParameters, overlap_seconds: int,
+             stale_after_seconds: int, state: str = "queued") -> dict:
+    """Create the run record, claiming the vendor's single active slot.
+
+    Raises `SyncAlreadyRunning` with the running one's id. A run whose heartbeat
+    stopped is marked crashed first, so a dead process never blocks a vendor.
+    """
+    mark_stale_runs(store, stale_after_seconds, vendor_id=vendor_id)
+    now = utc_now()
+    since = {}
+    for sync_type in ALL_TYPES:
+        previous = None if parameters.full else store.last_covering_run(vendor_id, sync_type)
+        since[sync_type] = previous["startedAt"] - timedelta(seconds=overlap_seconds) if previous else None
+    run = {
+        "syncId": new_sync_id(vendor_id, now), "vendorId": vendor_id, "state": state,
+        "parameters": parameters.as_document(), "since": since,
+        "steps": {step: {"state": "pending" if _selected(step, parameters) else "skipped", "processed": 0, "total": 0}
+                  for step in STEPS},
+        "stats": SyncStats().as_document(), "errorsCount": 0, "error": None,
+        "progress": {"step": STEPS[0], "stepIndex": 0, "stepsTotal": len(STEPS), "percent": 0.0, "processed": 0,
+                     "total": 0, "message": "Queued"},
+        "startedAt": now, "heartbeatAt": now, "endedAt": None, "flowRunId": None, "attempts": 1,
+    }
+    return store.create_run(run)
+
+
+def mark_stale_runs(store: LedgerStore, stale_after_seconds: int, vendor_id: str | None = None) -> list[str]:
+    """Runs whose process stopped sending heartbeats are crashed (and resumable)."""
+    cutoff = utc_now() - timedelta(seconds=stale_after_seconds)
+    crashed = []
+    for run in store.stale_runs(cutoff):
+        if vendor_id is not None and run["vendorId"] != vendor_id:
+            continue
+        store.finish_run(run["_id"], {"state": "crashed", "endedAt": utc_now(),
+                                      "error": "The sync stopped responding (its process died). Resume it to continue."})
+        crashed.append(run["_id"])
+    return crashed
+
+
+def reopen_for_resume(store: LedgerStore, sync_id: str, vendor_id: str) -> dict:
+    """Make an interrupted run active again; its checkpoints stay, so it continues where it stopped."""
+    run = store.run(sync_id, vendor_id)
+    if run is None:
+        raise LookupError(f"no sync {sync_id}")
+    if run["state"] not in RESUMABLE_STATES:
+        raise ValueError(f"sync {sync_id} is {run['state']}; only a failed, crashed or cancelled sync can be resumed")
+    now = utc_now()
+    return store.reactivate_run(sync_id, {"state": "queued", "error": None, "endedAt": None, "heartbeatAt": now,
+                                          "cancelRequested": False, "attempts": run.get("attempts", 1) + 1,
+                                          "progress.message": "Queued to resume"})
+
+
+def _selected(step: str, parameters: SyncParameters) -> bool:
+    return step in ("check_existing", "complete") or step in parameters.types
+
+
+def run_view(run: dict) -> dict:
+    """The public shape of a run (sync-status, sync-runs, `--json`)."""
+    started, ended = run.get("startedAt"), run.get("endedAt")
+    duration_ms = run.get("durationMs")
+    if duration_ms is None and started is not None:
+        duration_ms = int(((ended or utc_now()) - started).total_seconds() * 1000)
+    steps = []
+    for name in STEPS:
+        step = run.get("steps", {}).get(name, {})
+        steps.append({"name": name, "state": step.get("state", "pending"), "processed": step.get("processed", 0),
+                      "total": step.get("total", 0), "startedAt": _iso(step.get("startedAt")),
+                      "endedAt": _iso(step.get("endedAt")), "durationMs": step.get("durationMs")})
+    scanned = run.get("stats", {}).get("total", {}).get("scanned", 0)
+    return {
+        "syncId": run["syncId"], "vendorId": run["vendorId"], "state": run["state"],
+        "parameters": run.get("parameters", {}), "progress": run.get("progress"), "steps": steps,
+        "stats": SyncStats.from_document(run.get("stats")).as_document(), "verification": run.get("verification"),
+        "error": run.get("error"), "errorsCount": run.get("errorsCount", 0), "durationMs": duration_ms,
+        "documentsPerSecond": round(scanned * 1000 / duration_ms, 1) if duration_ms else None,
+        "startedAt": _iso(started), "endedAt": _iso(ended), "flowRunId": run.get("flowRunId"),
+        "resumable": run["state"] in RESUMABLE_STATES, "attempts": run.get("attempts", 1),
+    }
+
+
+def summary_view(run: dict) -> dict:
+    """The `--json` / `sync_complete` shape of SPEC §5."""
+    view = run_view(run)
+    return {"syncId": view["syncId"], "vendorId": view["vendorId"], "state": view["state"], "stats": view["stats"],
+            "durationMs": view["durationMs"], "verification": view["verification"], "error": view["error"]}
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+__all__ = ["SyncAlreadyRunning", "open_run", "reopen_for_resume", "mark_stale_runs", "run_view", "summary_view",
+           "new_sync_id", "RESUMABLE_STATES"]

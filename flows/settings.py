@@ -1,0 +1,78 @@
+"""Settings shared by the flow, the CLI and the API, read from the environment."""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ledger.store import CollectionNames
+
+
+class NoDatabase(RuntimeError):
+    pass
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    mongodb_uri: str | None = None
+    mongodb_db: str = "ledger_sync"
+    ledger_base_currency: str = "INR"
+    ledger_collection_prefix: str = "ledger_"
+    ledger_sales_invoices_collection: str = "salesinvoices"
+    ledger_purchase_invoices_collection: str = "purchaseinvoices"
+    ledger_expenses_collection: str = "expenses"
+    ledger_vendors_collection: str = "vendors"
+    ledger_batch_size: int = 1000
+    # Project-local state: the embedded database's data and its address.
+    ledger_home: Path = Path(".ledger-sync")
+    # Incremental syncs re-read what changed this long before the last sync
+    # started, so a write committed late by the app is never missed.
+    ledger_incremental_overlap_seconds: int = 5
+    # Every database operation gives up after this long (then the task retries).
+    ledger_db_timeout_ms: int = 15000
+    # A running sync whose heartbeat is older than this is marked crashed.
+    ledger_stale_after_seconds: int = 60
+    # Test hook: stop the process hard after this many documents (resume tests).
+    ledger_crash_after_documents: int | None = None
+
+    @property
+    def collections(self) -> CollectionNames:
+        return CollectionNames(
+            sales_invoices=self.ledger_sales_invoices_collection,
+            purchase_invoices=self.ledger_purchase_invoices_collection,
+            expenses=self.ledger_expenses_collection,
+            vendors=self.ledger_vendors_collection,
+            ledger_prefix=self.ledger_collection_prefix,
+        )
+
+    @property
+    def embedded_state_file(self) -> Path:
+        return self.ledger_home / "mongo.json"
+
+    def resolve_mongodb_uri(self) -> str:
+        """`MONGODB_URI`, else the embedded server this project started (if alive)."""
+        if self.mongodb_uri:
+            return self.mongodb_uri
+        state = read_embedded_state(self.embedded_state_file)
+        if state is None:
+            raise NoDatabase("no database: set MONGODB_URI, or start the embedded one with `ledger-sync up`")
+        return state["uri"]
+
+
+def read_embedded_state(path: Path) -> dict | None:
+    try:
+        state = json.loads(path.read_text())
+        os.kill(int(state["pid"]), 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return state
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,111 @@
+"""Journal entries: the immutable records of the ledger.
+
+An entry belongs to a *posting unit*: one source document, or one payment on
+an invoice. Entry ids are deterministic (unit + sequence number, or the
+reversed entry's id + `/reversal`), so the database's unique `_id` makes a
+second copy of an entry impossible, whoever writes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from ledger.sources import SourceType
+
+ZERO = Decimal("0.00")
+
+
+class Line(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    account: str
+    debit: Decimal = ZERO
+    credit: Decimal = ZERO
+
+    def swapped(self) -> Line:
+        return Line(account=self.account, debit=self.credit, credit=self.debit)
+
+
+class SourceRef(BaseModel):
+    """Ties an entry to what it was posted from: vendor, type and `_id`, never the number."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    type: SourceType
+    id: Any
+    number: str | None = None
+    payment_id: Any = None
+    document_date: datetime | None = None
+
+
+def unit_key(vendor_id: str, source: SourceRef) -> str:
+    payment = "-" if source.payment_id is None else str(source.payment_id)
+    return f"{vendor_id}|{source.type.value}|{source.id}|{payment}"
+
+
+class EntryDraft(BaseModel):
+    """What a posting unit should currently have in the ledger, before it gets an id."""
+
+    model_config = ConfigDict(frozen=True)
+
+    vendor_id: str
+    date: datetime
+    source: SourceRef
+    lines: tuple[Line, ...]
+
+    @property
+    def unit(self) -> str:
+        return unit_key(self.vendor_id, self.source)
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.date, self.lines)
+
+
+class JournalEntry(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    vendor_id: str
+    date: datetime
+    source: SourceRef
+    lines: tuple[Line, ...]
+    fingerprint: str
+    reversal_of: str | None = None
+
+    @property
+    def unit(self) -> str:
+        return unit_key(self.vendor_id, self.source)
+
+    @property
+    def total_debit(self) -> Decimal:
+        return sum((line.debit for line in self.lines), ZERO)
+
+    @property
+    def total_credit(self) -> Decimal:
+        return sum((line.credit for line in self.lines), ZERO)
+
+
+def fingerprint(date: datetime, lines: tuple[Line, ...]) -> str:
+    """The posting-relevant content of an entry: its date and its lines.
+
+    Computed from normalized values, so the same document in other BSON types,
+    with a newer `updatedAt` or an extra field has the same fingerprint.
+    """
+    text = date.strftime("%Y-%m-%dT%H:%M:%S.") + f"{date.microsecond // 1000:03d}" + ";" + ";".join(
+        f"{line.account}:{line.debit}:{line.credit}" for line in lines
+    )
+    return hashlib.sha1(text.encode()).hexdigest()[:20]
+
+
+def posting_id(unit: str, sequence: int) -> str:
+    return f"{unit}#{sequence}"
+
+
+def reversal_id(original_id: str) -> str:
+    return f"{original_id}/reversal"

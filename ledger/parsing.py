@@ -1,0 +1,95 @@
+"""Turn the loosely typed values business apps store into exact values.
+
+Money arrives as int, float, numeric string or BSON Decimal128 and leaves as a
+`Decimal` rounded half-up to cents. Floats are read through their shortest
+repr, so 0.1 + 0.2 is 0.30000000000000004, i.e. 0.30, never a binary artefact.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timezone
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+
+from bson.decimal128 import Decimal128
+
+CENT = Decimal("0.01")
+
+
+class InvalidValue(ValueError):
+    """A value that cannot be read; `reason` is written for a person."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def to_decimal(value: object) -> Decimal:
+    """Exact decimal of a numeric value, unrounded (quantities, unit prices)."""
+    if value is None:
+        raise InvalidValue("missing")
+    if isinstance(value, bool):
+        raise InvalidValue(f"not a number: {value!r}")
+    if isinstance(value, Decimal128):
+        number = value.to_decimal()
+    elif isinstance(value, Decimal):
+        number = value
+    elif isinstance(value, int):
+        number = Decimal(value)
+    elif isinstance(value, float):
+        number = Decimal(repr(value))
+    elif isinstance(value, str):
+        text = value.strip()
+        if not text:
+            raise InvalidValue("missing (empty string)")
+        try:
+            number = Decimal(text)
+        except InvalidOperation:
+            raise InvalidValue(f"not a number: {_preview(value)}") from None
+    elif isinstance(value, dict):
+        raise InvalidValue("an object where a number belongs")
+    else:
+        raise InvalidValue(f"not a number: {type(value).__name__}")
+    if not number.is_finite():
+        raise InvalidValue(f"not a finite number: {_preview(value)}")
+    return number
+
+
+def to_money(value: object) -> Decimal:
+    """`to_decimal` rounded half-up to two places."""
+    return to_decimal(value).quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def to_utc_datetime(value: object) -> datetime:
+    """A BSON datetime or ISO-8601 string as an aware UTC datetime.
+
+    Date-only strings and strings without an offset are read as UTC, which is
+    how the business app writes them. Precision is cut to milliseconds, as BSON stores it.
+    """
+    if value is None:
+        raise InvalidValue("missing")
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, date):
+        moment = datetime.combine(value, time())
+    elif isinstance(value, str):
+        text = value.strip()
+        if not text:
+            raise InvalidValue("missing (empty string)")
+        try:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
+        except ValueError:
+            raise InvalidValue(f"not an ISO-8601 date: {_preview(value)}") from None
+    elif isinstance(value, dict):
+        raise InvalidValue("an object where a date belongs")
+    else:
+        raise InvalidValue(f"not a date: {type(value).__name__}")
+    # BSON keeps milliseconds: truncate now so a stored date reads back equal.
+    moment = moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc)
+
+
+def _preview(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."

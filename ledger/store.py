@@ -1,0 +1,408 @@
+"""The one module that talks to MongoDB.
+
+Everything is batched: a sync costs a handful of commands per batch of source
+documents (read, look up what is posted, insert, checkpoint), never one per
+document. Identity is enforced by the database: entry `_id`s are deterministic,
+and a partial unique index allows one active sync run per vendor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any
+
+from bson.decimal128 import Decimal128
+from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo.database import Database
+from pymongo.errors import BulkWriteError, DuplicateKeyError
+
+from ledger.accounts import Account, account_for
+from ledger.entries import ZERO, JournalEntry, Line, SourceRef
+from ledger.sources import Rejection, SourceType
+from ledger.verification import Balances
+
+DUPLICATE_KEY = 11000
+ACTIVE_STATES = ("queued", "running", "cancelling")
+
+
+@dataclass(frozen=True)
+class CollectionNames:
+    sales_invoices: str = "salesinvoices"
+    purchase_invoices: str = "purchaseinvoices"
+    expenses: str = "expenses"
+    vendors: str = "vendors"
+    ledger_prefix: str = "ledger_"
+
+    def source(self, source_type: SourceType) -> str:
+        return {
+            SourceType.SALES_INVOICE: self.sales_invoices,
+            SourceType.PURCHASE_INVOICE: self.purchase_invoices,
+            SourceType.EXPENSE: self.expenses,
+        }[source_type]
+
+
+@dataclass(frozen=True)
+class SourceQuery:
+    """Which source documents of one type a sync step reads."""
+
+    vendor_id: str
+    source_type: SourceType
+    date_from: datetime | None = None  # inclusive
+    date_until: datetime | None = None  # exclusive (the day after dateTo)
+    changed_since: datetime | None = None  # incremental: updatedAt at or after this
+    after_id: Any = None  # resume: continue after this `_id`
+
+
+class SyncAlreadyRunning(Exception):
+    def __init__(self, sync_id: str):
+        super().__init__(f"a sync is already running for this vendor: {sync_id}")
+        self.sync_id = sync_id
+
+
+@dataclass
+class WriteResult:
+    inserted_postings: int = 0
+    inserted_reversals: int = 0
+    duplicates: int = 0
+    inserted_ids: set[str] = field(default_factory=set)
+
+
+def date_field(source_type: SourceType) -> str:
+    return "date" if source_type is SourceType.EXPENSE else "invoiceDate"
+
+
+class LedgerStore:
+    def __init__(self, db: Database, names: CollectionNames = CollectionNames(), batch_size: int = 1000):
+        self.db = db
+        self.names = names
+        self.batch_size = batch_size
+        prefix = names.ledger_prefix
+        self.accounts = db[prefix + "accounts"]
+        self.entries = db[prefix + "entries"]
+        self.runs = db[prefix + "sync_runs"]
+        self.errors = db[prefix + "sync_errors"]
+
+    # ---- set-up -----------------------------------------------------------
+
+    def ensure_indexes(self) -> None:
+        """Indexes for every query the product runs (idempotent)."""
+        self.entries.create_index([("vendorId", ASCENDING), ("source.type", ASCENDING), ("source.id", ASCENDING)],
+                                  name="by_source")
+        self.runs.create_index([("vendorId", ASCENDING), ("startedAt", DESCENDING)], name="by_vendor_recent")
+        self.runs.create_index([("vendorId", ASCENDING)], name="one_active_sync_per_vendor", unique=True,
+                               partialFilterExpression={"active": True})
+        self.runs.create_index([("active", ASCENDING), ("heartbeatAt", ASCENDING)], name="active_by_heartbeat",
+                               partialFilterExpression={"active": True})
+        self.errors.create_index([("syncId", ASCENDING), ("sourceType", ASCENDING)], name="by_sync")
+        self.accounts.create_index([("vendorId", ASCENDING), ("key", ASCENDING)], name="by_vendor_key", unique=True)
+        for source_type in SourceType:
+            collection = self.db[self.names.source(source_type)]
+            collection.create_index([("vendorId", ASCENDING), ("_id", ASCENDING)], name="ledger_sync_by_vendor")
+            collection.create_index([("vendorId", ASCENDING), ("updatedAt", ASCENDING)], name="ledger_sync_changed")
+            collection.create_index([("vendorId", ASCENDING), (date_field(source_type), ASCENDING)],
+                                    name="ledger_sync_by_date")
+
+    # ---- source documents (read only) ---------------------------------------
+
+    def base_currency(self, vendor_id: str, default: str) -> str:
+        vendor = self.db[self.names.vendors].find_one(
+            {"$or": [{"vendorId": vendor_id}, {"_id": vendor_id}]}, {"baseCurrency": 1})
+        currency = (vendor or {}).get("baseCurrency")
+        return currency.strip().upper() if isinstance(currency, str) and currency.strip() else default
+
+    def count_sources(self, query: SourceQuery) -> int:
+        return self.db[self.names.source(query.source_type)].count_documents(_source_filter(query))
+
+    def source_batches(self, query: SourceQuery) -> Iterator[list[dict]]:
+        """The matching documents in `_id` order, a batch at a time (one getMore per batch)."""
+        collection = self.db[self.names.source(query.source_type)]
+        cursor = collection.find(_source_filter(query), sort=[("_id", ASCENDING)], batch_size=self.batch_size)
+        with cursor:
+            batch: list[dict] = []
+            for document in cursor:
+                batch.append(document)
+                if len(batch) == self.batch_size:
+                    yield batch
+                    batch = []
+            if batch:
+                yield batch
+
+    def missing_source_ids(self, source_type: SourceType, vendor_id: str, ids: list) -> list:
+        """Which of `ids` are gone from the source collection (hard deletes)."""
+        found = {doc["_id"] for doc in self.db[self.names.source(source_type)].find(
+            {"vendorId": vendor_id, "_id": {"$in": ids}}, {"_id": 1})}
+        return [source_id for source_id in ids if source_id not in found]
+
+    def posted_source_id_batches(self, source_type: SourceType, vendor_id: str, date_from: datetime | None,
+                                 date_until: datetime | None) -> Iterator[list]:
+        """Ids of the source documents the ledger has entries for, a batch at a time."""
+        match: dict[str, Any] = {"vendorId": vendor_id, "source.type": source_type.value}
+        date_range = _range(date_from, date_until)
+        if date_range:
+            match["source.documentDate"] = date_range
+        pipeline = [{"$match": match}, {"$group": {"_id": "$source.id"}}, {"$sort": {"_id": 1}}]
+        batch: list = []
+        for row in self.entries.aggregate(pipeline, batchSize=self.batch_size):
+            batch.append(row["_id"])
+            if len(batch) == self.batch_size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    def account_balance_of_sources(self, vendor_id: str, source_type: SourceType, ids: list, account: str) -> Decimal:
+        """Debits − credits on `account` from the entries of these documents."""
+        rows = list(self.entries.aggregate([
+            {"$match": {"vendorId": vendor_id, "source.type": source_type.value, "source.id": {"$in": ids}}},
+            {"$unwind": "$lines"}, {"$match": {"lines.account": account}},
+            {"$group": {"_id": None, "debit": {"$sum": "$lines.debit"}, "credit": {"$sum": "$lines.credit"}}},
+        ]))
+        return _cents(rows[0]["debit"]) - _cents(rows[0]["credit"]) if rows else ZERO
+
+    # ---- ledger entries -------------------------------------------------------
+
+    def entries_for_sources(self, vendor_id: str, source_type: SourceType, ids: list) -> list[JournalEntry]:
+        """Every entry already posted for these documents, in one query."""
+        cursor = self.entries.find({"vendorId": vendor_id, "source.type": source_type.value, "source.id": {"$in": ids}})
+        return [entry_from_document(doc) for doc in cursor]
+
+    def entries_for_source(self, vendor_id: str, source_type: SourceType | None, source_id: Any) -> list[dict]:
+        query: dict[str, Any] = {"vendorId": vendor_id, "source.id": source_id}
+        if source_type is not None:
+            query["source.type"] = source_type.value
+        return list(self.entries.find(query).sort([("postedAt", ASCENDING), ("_id", ASCENDING)]))
+
+    def insert_entries(self, entries: Iterable[JournalEntry], sync_id: str, posted_at: datetime) -> WriteResult:
+        """Insert in one unordered batch; an entry that exists already is a no-op, not an error."""
+        documents = [entry_to_document(entry, sync_id, posted_at) for entry in entries]
+        result = WriteResult()
+        if not documents:
+            return result
+        failed: set[int] = set()
+        try:
+            self.entries.insert_many(documents, ordered=False)
+        except BulkWriteError as error:
+            for problem in error.details.get("writeErrors", []):
+                if problem.get("code") != DUPLICATE_KEY:
+                    raise
+                failed.add(problem["index"])
+        for index, document in enumerate(documents):
+            if index in failed:
+                result.duplicates += 1
+            elif document.get("reversalOf"):
+                result.inserted_reversals += 1
+                result.inserted_ids.add(document["_id"])
+            else:
+                result.inserted_postings += 1
+                result.inserted_ids.add(document["_id"])
+        return result
+
+    def balances(self, vendor_id: str) -> Balances:
+        rows = self.entries.aggregate([
+            {"$match": {"vendorId": vendor_id}},
+            {"$unwind": "$lines"},
+            {"$group": {"_id": "$lines.account", "debit": {"$sum": "$lines.debit"}, "credit": {"$sum": "$lines.credit"}}},
+        ])
+        debits: dict[str, Decimal] = {}
+        credits: dict[str, Decimal] = {}
+        for row in rows:
+            debits[row["_id"]] = _cents(row["debit"])
+            credits[row["_id"]] = _cents(row["credit"])
+        return Balances(debits=debits, credits=credits)
+
+    def ledger_summary(self, vendor_id: str) -> dict[str, int]:
+        """Entry counts and how many entries do not balance, in one aggregate."""
+        rows = list(self.entries.aggregate([
+            {"$match": {"vendorId": vendor_id}},
+            {"$project": {"reversal": {"$cond": [{"$ifNull": ["$reversalOf", False]}, 1, 0]},
+                          "unbalanced": {"$cond": [{"$eq": [{"$sum": "$lines.debit"}, {"$sum": "$lines.credit"}]}, 0, 1]}}},
+            {"$group": {"_id": None, "entries": {"$sum": 1}, "reversals": {"$sum": "$reversal"},
+                        "unbalanced": {"$sum": "$unbalanced"}}},
+        ]))
+        row = rows[0] if rows else {"entries": 0, "reversals": 0, "unbalanced": 0}
+        return {"entries": row["entries"], "reversals": row["reversals"], "unbalanced": row["unbalanced"]}
+
+    # ---- accounts -----------------------------------------------------------
+
+    def known_accounts(self, vendor_id: str) -> set[str]:
+        return {doc["key"] for doc in self.accounts.find({"vendorId": vendor_id}, {"key": 1})}
+
+    def open_accounts(self, vendor_id: str, keys: Iterable[str]) -> None:
+        documents = [_account_document(vendor_id, account_for(key)) for key in sorted(set(keys))]
+        if not documents:
+            return
+        try:
+            self.accounts.insert_many(documents, ordered=False)
+        except BulkWriteError as error:
+            if any(problem.get("code") != DUPLICATE_KEY for problem in error.details.get("writeErrors", [])):
+                raise
+
+    def chart(self, vendor_id: str) -> list[dict]:
+        return list(self.accounts.find({"vendorId": vendor_id}, {"_id": 0}).sort("code", ASCENDING))
+
+    # ---- rejected documents -------------------------------------------------
+
+    def record_rejections(self, sync_id: str, rejections: list[Rejection], at: datetime) -> None:
+        """One record per rejected document per sync; a retried batch overwrites nothing."""
+        if not rejections:
+            return
+        documents = [{
+            "_id": f"{sync_id}|{r.type.value}|{r.id}", "syncId": sync_id, "vendorId": r.vendor_id,
+            "sourceType": r.type.value, "sourceId": r.id, "number": r.number, "field": r.field,
+            "reason": r.reason, "recordedAt": at,
+        } for r in rejections]
+        try:
+            self.errors.insert_many(documents, ordered=False)
+        except BulkWriteError as error:
+            if any(problem.get("code") != DUPLICATE_KEY for problem in error.details.get("writeErrors", [])):
+                raise
+
+    def rejections(self, sync_id: str, vendor_id: str, limit: int = 500) -> list[dict]:
+        return list(self.errors.find({"syncId": sync_id, "vendorId": vendor_id}, {"_id": 0})
+                    .sort([("sourceType", ASCENDING), ("_id", ASCENDING)]).limit(limit))
+
+    # ---- sync runs ----------------------------------------------------------
+
+    def create_run(self, run: dict) -> dict:
+        """Insert a new active run; raise `SyncAlreadyRunning` if the vendor has one."""
+        document = {**run, "_id": run["syncId"], "active": True}
+        try:
+            self.runs.insert_one(document)
+        except DuplicateKeyError:
+            running = self.runs.find_one({"vendorId": run["vendorId"], "active": True}, {"syncId": 1})
+            if running is None:  # it finished between our insert and this read: try once more
+                self.runs.insert_one(document)
+                return document
+            raise SyncAlreadyRunning(running["syncId"]) from None
+        return document
+
+    def run(self, sync_id: str, vendor_id: str | None = None) -> dict | None:
+        query: dict[str, Any] = {"_id": sync_id}
+        if vendor_id is not None:
+            query["vendorId"] = vendor_id
+        return self.runs.find_one(query)
+
+    def running_run(self, vendor_id: str) -> dict | None:
+        return self.runs.find_one({"vendorId": vendor_id, "active": True})
+
+    def runs_of(self, vendor_id: str, limit: int = 20) -> list[dict]:
+        return list(self.runs.find({"vendorId": vendor_id}).sort("startedAt", DESCENDING).limit(limit))
+
+    def update_run(self, sync_id: str, changes: dict, unset: Iterable[str] = ()) -> dict | None:
+        update: dict[str, Any] = {"$set": changes}
+        if unset:
+            update["$unset"] = {name: "" for name in unset}
+        return self.runs.find_one_and_update({"_id": sync_id}, update, return_document=ReturnDocument.AFTER)
+
+    def reactivate_run(self, sync_id: str, changes: dict) -> dict:
+        """Mark a finished run active again (resume), unless the vendor has another one running."""
+        run = self.runs.find_one({"_id": sync_id})
+        try:
+            return self.runs.find_one_and_update({"_id": sync_id}, {"$set": {**changes, "active": True}},
+                                                 return_document=ReturnDocument.AFTER)
+        except DuplicateKeyError:
+            running = self.running_run(run["vendorId"]) if run else None
+            raise SyncAlreadyRunning(running["syncId"] if running else sync_id) from None
+
+    def finish_run(self, sync_id: str, changes: dict) -> dict | None:
+        return self.update_run(sync_id, changes, unset=("active",))
+
+    def last_covering_run(self, vendor_id: str, sync_type: str) -> dict | None:
+        """The newest completed run that read every document of `sync_type` it was asked to."""
+        return self.runs.find_one({"vendorId": vendor_id, "state": "completed", "coverage": sync_type},
+                                  sort=[("startedAt", DESCENDING)])
+
+    def stale_runs(self, heartbeat_before: datetime) -> list[dict]:
+        return list(self.runs.find({"active": True, "heartbeatAt": {"$lt": heartbeat_before}}))
+
+    def source_vendor_ids(self) -> list[str]:
+        vendors: set[str] = set()
+        for source_type in SourceType:
+            vendors.update(v for v in self.db[self.names.source(source_type)].distinct("vendorId") if isinstance(v, str))
+        return sorted(vendors)
+
+
+# ---- documents <-> records ----------------------------------------------------
+
+def entry_to_document(entry: JournalEntry, sync_id: str, posted_at: datetime) -> dict:
+    source = {"type": entry.source.type.value, "id": entry.source.id, "number": entry.source.number,
+              "documentDate": entry.source.document_date}
+    if entry.source.payment_id is not None:
+        source["paymentId"] = entry.source.payment_id
+    document = {
+        "_id": entry.id, "vendorId": entry.vendor_id, "date": entry.date, "source": source,
+        "lines": [{"account": line.account, "debit": Decimal128(line.debit), "credit": Decimal128(line.credit)}
+                  for line in entry.lines],
+        "fingerprint": entry.fingerprint, "syncId": sync_id, "postedAt": posted_at,
+    }
+    if entry.reversal_of is not None:
+        document["reversalOf"] = entry.reversal_of
+    return document
+
+
+def entry_from_document(document: dict) -> JournalEntry:
+    source = document["source"]
+    return JournalEntry(
+        id=document["_id"], vendor_id=document["vendorId"], date=as_utc(document["date"]),
+        source=SourceRef(type=SourceType(source["type"]), id=source["id"], number=source.get("number"),
+                         payment_id=source.get("paymentId"), document_date=as_utc(source.get("documentDate"))),
+        lines=tuple(Line(account=line["account"], debit=_decimal(line["debit"]), credit=_decimal(line["credit"]))
+                    for line in document["lines"]),
+        fingerprint=document["fingerprint"], reversal_of=document.get("reversalOf"),
+    )
+
+
+def _account_document(vendor_id: str, account: Account) -> dict:
+    return {"_id": f"{vendor_id}|{account.key}", "vendorId": vendor_id, "key": account.key, "code": account.code,
+            "name": account.name, "type": account.type.value}
+
+
+def _source_filter(query: SourceQuery) -> dict:
+    """Date and change filters that also keep documents whose dates are ISO strings
+    (the server cannot compare those with datetimes; the flow filters them after parsing)."""
+    clauses: list[dict] = [{"vendorId": query.vendor_id}]
+    date_range = _range(query.date_from, query.date_until)
+    if date_range:
+        name = date_field(query.source_type)
+        clauses.append({"$or": [{name: date_range}, {name: {"$type": "string"}}]})
+    if query.changed_since is not None:
+        clauses.append({"$or": [{"updatedAt": {"$gte": query.changed_since}},
+                                {"updatedAt": {"$not": {"$type": "date"}}}]})
+    if query.after_id is not None:
+        clauses.append({"_id": {"$gt": query.after_id}})
+    return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+
+
+def _range(start: datetime | None, end: datetime | None) -> dict:
+    bounds: dict[str, datetime] = {}
+    if start is not None:
+        bounds["$gte"] = start
+    if end is not None:
+        bounds["$lt"] = end
+    return bounds
+
+
+def _decimal(value: Any) -> Decimal:
+    return value.to_decimal() if isinstance(value, Decimal128) else Decimal(str(value))
+
+
+def _cents(value: Any) -> Decimal:
+    return _decimal(value).quantize(Decimal("0.01"))
+
+
+def as_utc(moment: datetime | None) -> datetime | None:
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
+
+
+def utc_now() -> datetime:
+    now = datetime.now(timezone.utc)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+def days_after(moment: datetime, days: int = 1) -> datetime:
+    return moment + timedelta(days=days)
