@@ -1,0 +1,70 @@
+"""Shared fixtures: one real MongoDB-wire server and one Prefect test server per session.
+
+Each test gets its own database, so tests never see each other's data.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("PREFECT_LOGGING_TO_API_ENABLED", "false")
+
+import pytest
+from pymongo import MongoClient
+
+from cli.embedded_db import EmbeddedDatabase
+from flows.database import get_store, reset_clients
+
+_database_numbers = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def mongo_uri():
+    """A SecantusDB server in its own process (as in production: a server over TCP)."""
+    with EmbeddedDatabase(":memory:") as server:
+        yield server.uri
+
+
+@pytest.fixture(scope="session")
+def prefect_server():
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+            yield
+
+
+@pytest.fixture
+def db(mongo_uri, monkeypatch):
+    """A fresh database for this test, configured for the flow through the environment."""
+    name = f"test_{os.getpid()}_{next(_database_numbers)}"
+    monkeypatch.setenv("MONGODB_URI", mongo_uri)
+    monkeypatch.setenv("MONGODB_DB", name)
+    monkeypatch.setenv("LEDGER_INCREMENTAL_OVERLAP_SECONDS", "0")
+    reset_clients()
+    client = MongoClient(mongo_uri, tz_aware=True)
+    yield client[name]
+    client.drop_database(name)
+    client.close()
+    reset_clients()
+
+
+@pytest.fixture
+def store(db):
+    return get_store()
+
+
+@pytest.fixture
+def sync(prefect_server, db):
+    """Run the real Prefect flow for a vendor; returns its summary (stats, state, verification)."""
+    from flows.sync_vendor import sync_vendor_ledger
+
+    def run(vendor_id: str = "v1", **parameters):
+        return sync_vendor_ledger(vendor_id, **parameters)
+
+    return run
