@@ -13,6 +13,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Iterator
 
 from bson import Decimal128, ObjectId
+from pymongo.errors import BulkWriteError
 
 CUSTOMERS = ["Asha Traders", "Blue Lotus Cafe", "Kumar & Sons", "Nimbus Labs", "Orchid Hotels", "Peak Fitness"]
 SUPPLIERS = ["Metro Wholesale", "Sunrise Packaging", "Apex Electricals", "Green Farms Co-op"]
@@ -21,6 +22,11 @@ PRODUCTS = [("Consulting hour", "1500.00"), ("Widget", "249.50"), ("Service plan
 CATEGORIES = ["Office Rent", "Utilities", "Travel & Meals", "Repairs_Maintenance", "Software", "  misc  "]
 METHODS = ["cash", "bank", "card", "upi", "cheque", "other"]
 START = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+def _oid(rng: random.Random) -> ObjectId:
+    """Ids from the seeded generator, so loading the same demo twice adds nothing."""
+    return ObjectId(rng.randbytes(12))
 
 
 def _money(value: Decimal) -> Decimal:
@@ -56,14 +62,14 @@ def _invoice(rng: random.Random, vendor_id: str, index: int, sales: bool, day: d
         parts = 1 if status == "partially_paid" or rng.random() < 0.7 else 2
         for part in range(parts):
             amount = paid if parts == 1 else (_money(paid / 2) if part == 0 else paid - _money(paid / 2))
-            payments.append({"_id": ObjectId(), "amount": _as_stored(rng, amount),
+            payments.append({"_id": _oid(rng), "amount": _as_stored(rng, amount),
                              "date": day + timedelta(days=rng.randint(0, 20)), "method": rng.choice(METHODS),
                              "reference": f"REF{rng.randint(10000, 99999)}"})
         if status == "paid" and rng.random() < 0.05:
-            payments.append({"_id": ObjectId(), "amount": _as_stored(rng, -_money(total / 10)),
+            payments.append({"_id": _oid(rng), "amount": _as_stored(rng, -_money(total / 10)),
                              "date": day + timedelta(days=25), "method": "bank", "reference": "REFUND"})
     document = {
-        "_id": ObjectId(), "vendorId": vendor_id, "invoiceDate": day if rng.random() < 0.85 else day.date().isoformat(),
+        "_id": _oid(rng), "vendorId": vendor_id, "invoiceDate": day if rng.random() < 0.85 else day.date().isoformat(),
         "currency": "INR", "items": items, "subtotal": _as_stored(rng, subtotal),
         "discountTotal": _as_stored(rng, discount_total), "taxTotal": _as_stored(rng, tax_total),
         "total": _as_stored(rng, total), "status": status, "payments": payments, "isDeleted": False,
@@ -82,7 +88,7 @@ def _expense(rng: random.Random, vendor_id: str, day: datetime) -> dict:
     amount = _money(Decimal(rng.randint(200, 25000)) + Decimal(rng.randint(0, 99)) / 100)
     paid = rng.random() < 0.75
     document = {
-        "_id": ObjectId(), "vendorId": vendor_id, "date": day, "category": rng.choice(CATEGORIES),
+        "_id": _oid(rng), "vendorId": vendor_id, "date": day, "category": rng.choice(CATEGORIES),
         "description": rng.choice(["Monthly rent", "Electricity bill", "Client lunch", "AC repair", "SaaS licence"]),
         "amount": _as_stored(rng, amount), "taxAmount": _as_stored(rng, _money(amount * Decimal("0.18"))),
         "paymentStatus": "paid" if paid else "unpaid", "isDeleted": False, "createdAt": day,
@@ -125,17 +131,26 @@ def generate(vendor_id: str, documents: int = 300, seed: int = 7, broken: bool =
 
 
 def load(db, vendor_ids: list[str], documents: int = 300, seed: int = 7, batch: int = 1000) -> dict[str, int]:
-    """Insert the demo data (and the vendors' documents) in batches; returns counts per collection."""
+    """Insert the demo data (and the vendors' documents) in batches; returns how many
+    documents were new per collection (ids are seeded, so a second load adds none)."""
     counts: dict[str, int] = {}
     pending: dict[str, list[dict]] = {}
+
+    def flush(collection: str) -> None:
+        documents_out = pending.pop(collection)
+        try:
+            inserted = len(db[collection].insert_many(documents_out, ordered=False).inserted_ids)
+        except BulkWriteError as error:
+            inserted = error.details.get("nInserted", 0)
+        counts[collection] = counts.get(collection, 0) + inserted
+
     for vendor_id in vendor_ids:
         db.vendors.update_one({"_id": vendor_id}, {"$set": {"vendorId": vendor_id, "name": vendor_id.title(),
                                                               "baseCurrency": "INR"}}, upsert=True)
         for collection, document in generate(vendor_id, documents, seed):
             pending.setdefault(collection, []).append(document)
             if len(pending[collection]) >= batch:
-                db[collection].insert_many(pending.pop(collection))
-            counts[collection] = counts.get(collection, 0) + 1
-    for collection, documents_left in pending.items():
-        db[collection].insert_many(documents_left)
+                flush(collection)
+    for collection in list(pending):
+        flush(collection)
     return counts

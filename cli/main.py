@@ -1,0 +1,254 @@
+"""`ledger-sync`: run syncs, read the books, load demo data, start the stack.
+
+Machine-readable output (`--json`) is one JSON object on stdout; everything
+else (progress bar, logs) goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+from datetime import date
+
+from flows.settings import get_settings
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_ALREADY_RUNNING = 3
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    return args.handler(args)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ledger-sync", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command")
+
+    up = commands.add_parser("up", help="start the whole stack on this machine (database, Prefect, API)")
+    up.add_argument("--port", type=int, default=4000, help="API and web UI port (default 4000)")
+    up.add_argument("--no-demo", action="store_true", help="do not load demo data")
+    up.set_defaults(handler=_up)
+
+    sync = commands.add_parser("sync", help="sync one vendor in the foreground")
+    sync.add_argument("--vendor", required=True)
+    sync.add_argument("--from", dest="date_from", type=_date, help="first document date (YYYY-MM-DD, inclusive)")
+    sync.add_argument("--to", dest="date_to", type=_date, help="last document date (YYYY-MM-DD, inclusive)")
+    sync.add_argument("--types", help="comma-separated: sales_invoices,purchase_invoices,expenses")
+    sync.add_argument("--full", action="store_true", help="reconcile everything, detecting hard deletes")
+    sync.add_argument("--resume", metavar="SYNC_ID", help="resume an interrupted sync from its last checkpoint")
+    sync.add_argument("--json", action="store_true", help="print the final statistics as one JSON object")
+    sync.set_defaults(handler=_sync)
+
+    balance = commands.add_parser("trial-balance", help="the vendor's trial balance")
+    balance.add_argument("--vendor", required=True)
+    balance.add_argument("--json", action="store_true")
+    balance.set_defaults(handler=_trial_balance)
+
+    token = commands.add_parser("token", help="print a development token for a vendor")
+    token.add_argument("--vendor", required=True)
+    token.add_argument("--ttl", type=int, default=8 * 3600, help="lifetime in seconds (default 8 h)")
+    token.set_defaults(handler=_token)
+
+    demo = commands.add_parser("demo", help="load a realistic demo data set")
+    demo.add_argument("--vendors", default="acme-traders,bluebird-cafe", help="comma-separated vendor ids")
+    demo.add_argument("--documents", type=int, default=400, help="documents per vendor (default 400)")
+    demo.add_argument("--seed", type=int, default=7)
+    demo.set_defaults(handler=_demo)
+    return parser
+
+
+def _date(text: str) -> str:
+    try:
+        return date.fromisoformat(text).isoformat()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date: {text!r} (use YYYY-MM-DD)") from None
+
+
+@contextlib.contextmanager
+def _database():
+    """The configured database, or the embedded one (started here if no process of the project runs it)."""
+    settings = get_settings()
+    if settings.mongodb_uri:
+        yield
+        return
+    from cli.embedded_db import EmbeddedDatabase
+
+    server = EmbeddedDatabase(settings.ledger_home / "db", settings.embedded_state_file)
+    server.start()
+    try:
+        yield
+    finally:
+        server.stop()
+
+
+def _use_running_prefect() -> None:
+    """Point this process at the stack's Prefect server when `ledger-sync up` runs,
+    so CLI syncs show in the Prefect UI; otherwise Prefect runs an ephemeral one."""
+    settings = get_settings()
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    if os.environ.get("PREFECT_API_URL"):
+        return
+    try:
+        stack = json.loads((settings.ledger_home / "stack.json").read_text())
+        os.kill(int(stack["pid"]), 0)
+    except (OSError, ValueError, KeyError):
+        os.environ.setdefault("PREFECT_HOME", str((settings.ledger_home / "prefect-cli").resolve()))
+        return
+    os.environ["PREFECT_API_URL"] = stack["prefectApiUrl"]
+
+
+def _sync(args) -> int:
+    from ledger.sync_run import SyncParameters
+
+    try:
+        parameters = SyncParameters(dateFrom=args.date_from, dateTo=args.date_to, types=args.types, full=args.full)
+    except ValueError as error:
+        print(f"ledger-sync: {_first_error(error)}", file=sys.stderr)
+        return EXIT_USAGE
+    _use_running_prefect()
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    with _database():
+        from flows import progress
+        from flows.database import get_store
+        from flows.runs import summary_view
+        from flows.sync_vendor import sync_vendor_ledger
+        from ledger.store import SyncAlreadyRunning
+
+        bar = _ProgressBar() if sys.stderr.isatty() else None
+        if bar:
+            progress.add_listener(bar)
+        try:
+            with contextlib.redirect_stdout(sys.stderr), (bar or contextlib.nullcontext()):
+                summary = sync_vendor_ledger(
+                    args.vendor, date_from=args.date_from, date_to=args.date_to,
+                    types=list(parameters.types), full=args.full, sync_id=args.resume)
+        except SyncAlreadyRunning as running:
+            print(f"ledger-sync: a sync is already running for {args.vendor}: {running.sync_id}", file=sys.stderr)
+            if args.json:
+                print(json.dumps({"syncId": running.sync_id, "vendorId": args.vendor, "state": "running"}))
+            return EXIT_ALREADY_RUNNING
+        except Exception as error:  # noqa: BLE001 - reported below from the run record
+            latest = get_store().runs_of(args.vendor, limit=1)
+            summary = summary_view(latest[0]) if latest else {"vendorId": args.vendor, "state": "failed",
+                                                             "error": str(error)}
+            if summary.get("state") != "failed":
+                summary = {**summary, "state": "failed", "error": summary.get("error") or str(error)}
+        finally:
+            if bar:
+                progress.remove_listener(bar)
+        _report(summary, args.json)
+        return 0 if summary["state"] in ("completed", "cancelled") else EXIT_FAILED
+
+
+def _report(summary: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(summary, default=str))
+        return
+    total = summary.get("stats", {}).get("total", {})
+    print(f"{summary.get('syncId', '?')}: {summary['state']}", file=sys.stderr)
+    if total:
+        print("  " + ", ".join(f"{k} {v}" for k, v in total.items()), file=sys.stderr)
+    if summary.get("durationMs") is not None:
+        print(f"  took {summary['durationMs'] / 1000:.1f}s", file=sys.stderr)
+    if summary.get("error"):
+        print(f"  error: {summary['error']}", file=sys.stderr)
+    if total.get("errors"):
+        print(f"  {total['errors']} document(s) rejected: see `ledger_sync_errors` or the web UI", file=sys.stderr)
+
+
+class _ProgressBar:
+    """A rich progress bar fed by the flow's progress events."""
+
+    def __init__(self):
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>5.1f}%"),
+                                 TimeElapsedColumn(), console=Console(stderr=True))
+        self.task = self.progress.add_task("Starting", total=100)
+
+    def __call__(self, event: str, payload: dict) -> None:
+        if "percent" in payload:
+            self.progress.update(self.task, completed=payload["percent"], description=payload.get("message", ""))
+
+    def __enter__(self):
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.progress.stop()
+
+
+def _trial_balance(args) -> int:
+    with _database():
+        from flows.database import get_store
+        from ledger.accounts import account_for
+        from ledger.verification import trial_balance
+
+        balance = trial_balance(get_store().balances(args.vendor))
+    document = {"vendorId": args.vendor, "balances": {k: str(v) for k, v in balance.balances.items()},
+                "totalDebit": str(balance.total_debit), "totalCredit": str(balance.total_credit)}
+    if args.json:
+        print(json.dumps(document))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"Trial balance — {args.vendor}")
+    for column, justify in (("Code", "left"), ("Account", "left"), ("Debit", "right"), ("Credit", "right")):
+        table.add_column(column, justify=justify)
+    for key, amount in balance.balances.items():
+        account = account_for(key)
+        table.add_row(account.code, f"{account.name} ({key})", str(amount) if amount > 0 else "",
+                      str(-amount) if amount < 0 else "")
+    table.add_row("", "Total", str(balance.total_debit), str(balance.total_credit), style="bold")
+    Console().print(table)
+    return 0
+
+
+def _token(args) -> int:
+    from api.auth import issue_token
+    from api.settings import get_api_settings
+
+    print(issue_token(args.vendor, get_api_settings().jwt_secret_value, ttl_seconds=args.ttl))
+    return 0
+
+
+def _demo(args) -> int:
+    vendors = [vendor.strip() for vendor in args.vendors.split(",") if vendor.strip()]
+    with _database():
+        from cli.demo_data import load
+        from flows.database import get_store
+
+        counts = load(get_store().db, vendors, documents=args.documents, seed=args.seed)
+    print(f"demo data for {', '.join(vendors)}: " + ", ".join(f"{n} new in {c}" for c, n in sorted(counts.items())),
+          file=sys.stderr)
+    return 0
+
+
+def _up(args) -> int:
+    from cli.stack import run_stack
+
+    return run_stack(port=args.port, load_demo=not args.no_demo)
+
+
+def _first_error(error: ValueError) -> str:
+    errors = getattr(error, "errors", None)
+    if callable(errors):
+        first = errors()[0]
+        return str(first.get("msg", error)).removeprefix("Value error, ")
+    return str(error)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
