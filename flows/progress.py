@@ -51,6 +51,11 @@ def prefect_event_listener(event: str, payload: dict) -> None:
                                       "ledger.sync-id": payload["syncId"]}, payload=payload)
 
 
+def public(snapshot: dict) -> dict:
+    """The part of a snapshot kept on the run record (sync-status)."""
+    return {k: snapshot[k] for k in ("step", "stepIndex", "stepsTotal", "percent", "processed", "total", "message")}
+
+
 class ProgressReporter:
     def __init__(self, sync_id: str, vendor_id: str, max_per_second: float = 4.0, heartbeat_seconds: float = 2.0):
         self.sync_id = sync_id
@@ -76,6 +81,8 @@ class ProgressReporter:
 
     def update(self, snapshot: dict, force: bool = False) -> None:
         with self._lock:
+            if self._latest is not None and snapshot["percent"] < self._latest["percent"]:
+                snapshot = {**snapshot, "percent": self._latest["percent"]}  # a growing total never moves it back
             self._latest = snapshot
             now = time.monotonic()
             due = force or snapshot["step"] != self._last_step or now - self._last_sent >= self.min_interval

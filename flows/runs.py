@@ -63,7 +63,7 @@ def reopen_for_resume(store: LedgerStore, sync_id: str, vendor_id: str) -> dict:
         raise ValueError(f"sync {sync_id} is {run['state']}; only a failed, crashed or cancelled sync can be resumed")
     now = utc_now()
     return store.reactivate_run(sync_id, {"state": "queued", "error": None, "endedAt": None, "heartbeatAt": now,
-                                          "cancelRequested": False, "attempts": run.get("attempts", 1) + 1,
+                                          "cancelRequested": False, "attempts": run.get("attempts", 1) + 1, "flowRunId": None,
                                           "progress.message": "Queued to resume"})
 
 

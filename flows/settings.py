@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     ledger_stale_after_seconds: int = 60
     # Test hook: stop the process hard after this many documents (resume tests).
     ledger_crash_after_documents: int | None = None
+    # Hold the per-vendor Prefect global concurrency limit `ledger-vendor-<id>` while a sync runs.
+    ledger_vendor_concurrency_limit: bool = True
 
     @property
     def collections(self) -> CollectionNames:

@@ -11,8 +11,6 @@ no-op.
 from __future__ import annotations
 
 import logging
-import os
-import signal
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -24,24 +22,19 @@ from pydantic import BaseModel, ConfigDict
 from pymongo.errors import ConnectionFailure, ExecutionTimeout, NetworkTimeout, OperationFailure, PyMongoError
 
 from flows import progress
+from flows.concurrency import vendor_slot
 from flows.database import get_store
+from flows.document_sync import DocumentStep, SyncCancelled
 from flows.runs import open_run, reopen_for_resume, summary_view
 from flows.settings import get_settings
-from ledger.batch import plan_batch, plan_removed_sources
-from ledger.sources import SYNC_TYPES, SourceType
-from ledger.store import SourceQuery, as_utc, utc_now
-from ledger.sync_run import STEP_LABELS, SyncParameters, SyncStats, TypeStats
-from ledger.accounts import ACCOUNTS_PAYABLE, ACCOUNTS_RECEIVABLE
+from ledger.batch import plan_batch
 from ledger.entries import ZERO
-from ledger.sources import Rejection
-from ledger.validation import read_source
-from ledger.verification import open_amount, verify
+from ledger.sources import SYNC_TYPES, SourceType
+from ledger.store import SourceQuery, as_utc, balances_from_document, balances_to_document, utc_now
+from ledger.sync_run import STEP_LABELS, SyncParameters, SyncStats
+from ledger.verification import verify
 
 RETRY_DELAYS = [1, 3, 8, 15]
-
-
-class SyncCancelled(Exception):
-    pass
 
 
 class LedgerInconsistent(Exception):
@@ -72,6 +65,12 @@ class SyncContext(BaseModel):
     changed_since: dict[str, datetime | None]
     base_currency: str
 
+    @property
+    def reads_everything(self) -> bool:
+        """Every document of every type is read (no date range, no change filter)."""
+        return (self.parameters.covers_everything and set(self.parameters.types) == set(SYNC_TYPES)
+                and all(self.changed_since.get(t) is None for t in SYNC_TYPES))
+
 
 step_task = task(retries=len(RETRY_DELAYS), retry_delay_seconds=RETRY_DELAYS, retry_jitter_factor=0.2,
                  retry_condition_fn=is_transient, cache_policy=NO_CACHE)
@@ -79,99 +78,45 @@ step_task = task(retries=len(RETRY_DELAYS), retry_delay_seconds=RETRY_DELAYS, re
 
 @step_task(name="check_existing")
 def check_existing(context: SyncContext) -> dict:
-    """Verify the books as they are before writing anything: every entry balances, the trial balance nets to zero."""
+    """Verify the books as they are before writing anything: every entry balances,
+    the trial balance nets to zero.
+
+    Entries are append-only, so when the vendor still has exactly the entries the
+    last completed sync sealed, the sealed (verified) totals stand; a full sync
+    always re-adds everything on the server.
+    """
     store = get_store()
     _start_step(context, "check_existing")
-    summary = store.ledger_summary(context.vendor_id)
-    balances = store.balances(context.vendor_id)
-    net = sum(balances.debits.values()) - sum(balances.credits.values())
-    if summary["unbalanced"] or net:
+    count = store.count_entries(context.vendor_id)
+    last = store.last_completed_run(context.vendor_id)
+    sealed = (last or {}).get("ledger")
+    if sealed and sealed["entries"] == count and not context.parameters.full:
+        balances, unbalanced, basis = balances_from_document(sealed["balances"]), 0, f"sealed by {last['syncId']}"
+    else:
+        summary = store.ledger_summary(context.vendor_id)
+        balances, unbalanced, basis = store.balances(context.vendor_id), summary["unbalanced"], "recomputed"
+    net = sum(balances.debits.values(), ZERO) - sum(balances.credits.values(), ZERO)
+    if unbalanced or net:
         raise LedgerInconsistent(
-            f"the existing ledger does not balance ({summary['unbalanced']} unbalanced entries, net {net}); "
+            f"the existing ledger does not balance ({unbalanced} unbalanced entries, net {net}); "
             "nothing was written — investigate before syncing")
-    existing = {**summary, "accounts": len(balances.debits)}
-    _finish_step(context, "check_existing", {"existing": existing},
-                 message=f"{summary['entries']} entries already posted, books balanced")
-    return existing
+    at_start = {"entries": count, "balances": balances_to_document(balances), "basis": basis}
+    _finish_step(context, "check_existing", {"ledgerAtStart": at_start},
+                 message=f"{count} entries already posted, books balanced")
+    return {"entries": count, "basis": basis}
 
 
 def _sync_documents(context: SyncContext, sync_type: str) -> dict:
     """Read the vendor's documents of one type in batches; post, reverse, reject; checkpoint each batch."""
-    logger = get_run_logger()
-    settings = get_settings()
-    store = get_store()
-    source_type = SYNC_TYPES[sync_type]
-    run = store.run(context.sync_id)
-    step = run["steps"][sync_type]
-    if step["state"] == "completed":
-        return run["stats"][sync_type]
-    stats = SyncStats.from_document(run["stats"])
-    type_stats = getattr(stats, sync_type)
-    query = SourceQuery(vendor_id=context.vendor_id, source_type=source_type, date_from=context.parameters.start,
-                        date_until=context.parameters.end_exclusive, changed_since=context.changed_since.get(sync_type))
-    total = store.count_sources(query)
-    processed = step.get("processed", 0) if step.get("lastId") is not None else 0
-    _start_step(context, sync_type, {f"steps.{sync_type}.total": total})
-    known_accounts = store.known_accounts(context.vendor_id)
-    reporter = progress.ProgressReporter(context.sync_id, context.vendor_id)
-    crash_after = settings.ledger_crash_after_documents
-    resume_from = step.get("lastId")
-    with reporter:
-        reporter.update(reporter.snapshot(sync_type, processed, total, _counts(stats, type_stats),
-                                          f"{STEP_LABELS[sync_type]}: {processed} of {total}"), force=True)
-        for documents in store.source_batches(SourceQuery(**{**query.__dict__, "after_id": resume_from})):
-            now = utc_now()
-            ids = [document["_id"] for document in documents]
-            existing = store.entries_for_sources(context.vendor_id, source_type, ids)
-            batch = plan_batch(source_type, documents, existing, context.parameters, context.base_currency, now)
-            new_accounts = {line.account for entry in batch.entries for line in entry.lines} - known_accounts
-            if new_accounts:
-                store.open_accounts(context.vendor_id, new_accounts)
-                known_accounts |= new_accounts
-            written = store.insert_entries(batch.entries, context.sync_id, now)
-            store.record_rejections(context.sync_id, batch.rejections, now)
-            for rejection in batch.rejections:
-                logger.warning("rejected vendor=%s sync=%s %s=%s field=%s: %s", context.vendor_id, context.sync_id,
-                               source_type.value, rejection.id, rejection.field, rejection.reason)
-            processed += len(documents)
-            if crash_after is not None and processed >= crash_after:
-                os.kill(os.getpid(), signal.SIGKILL)  # test hook: die after writing, before the checkpoint
-            type_stats = type_stats + batch.stats(written.inserted_ids)
-            stats = stats.with_type(sync_type, type_stats)
-            snapshot = reporter.snapshot(sync_type, processed, total, _counts(stats, type_stats),
-                                         f"{STEP_LABELS[sync_type]}: {processed} of {total}")
-            run = store.update_run(context.sync_id, {
-                f"steps.{sync_type}.lastId": ids[-1], f"steps.{sync_type}.processed": processed,
-                "stats": stats.as_document(), "errorsCount": stats.total.errors,
-                "progress": _public(snapshot), "heartbeatAt": now,
-            })
-            if run.get("cancelRequested"):
-                raise SyncCancelled()
-            reporter.update(snapshot)
-        if context.parameters.full:
-            reversed_count = _reverse_hard_deletes(context, sync_type)
-            type_stats = type_stats + TypeStats(reversed=reversed_count)
-            stats = stats.with_type(sync_type, type_stats)
-    _finish_step(context, sync_type, {"stats": stats.as_document(), "errorsCount": stats.total.errors},
-                 message=f"{STEP_LABELS[sync_type]}: {type_stats.synced} posted, {type_stats.reversed} reversed, "
-                         f"{type_stats.skipped} unchanged, {type_stats.errors} rejected")
+    run = get_store().run(context.sync_id)
+    if run["steps"][sync_type]["state"] == "completed":
+        return run["stats"][sync_type]  # a resumed run: this step finished before the interruption
+    _start_step(context, sync_type)
+    type_stats = DocumentStep(context, sync_type, get_run_logger()).run()
+    _finish_step(context, sync_type, {}, message=f"{STEP_LABELS[sync_type]}: {type_stats.synced} posted, "
+                                                 f"{type_stats.reversed} reversed, {type_stats.skipped} unchanged, "
+                                                 f"{type_stats.errors} rejected")
     return type_stats.model_dump()
-
-
-def _reverse_hard_deletes(context: SyncContext, sync_type: str) -> int:
-    """Full sync: documents the ledger knows that are gone from the source get reversals."""
-    store = get_store()
-    source_type = SYNC_TYPES[sync_type]
-    reversed_count = 0
-    for ids in store.posted_source_id_batches(source_type, context.vendor_id, context.parameters.start,
-                                              context.parameters.end_exclusive):
-        missing = store.missing_source_ids(source_type, context.vendor_id, ids)
-        if not missing:
-            continue
-        now = utc_now()
-        reversals = plan_removed_sources(store.entries_for_sources(context.vendor_id, source_type, missing), now)
-        reversed_count += store.insert_entries(reversals, context.sync_id, now).inserted_reversals
-    return reversed_count
 
 
 sales_invoices = step_task(name="sales_invoices")(lambda context: _sync_documents(context, "sales_invoices"))
@@ -183,44 +128,63 @@ DOCUMENT_STEPS = {"sales_invoices": sales_invoices, "purchase_invoices": purchas
 @step_task(name="complete")
 def complete(context: SyncContext) -> dict:
     """Final verification and statistics: the trial balance nets to zero and the
-    receivable/payable accounts equal the open balances of the documents behind them."""
+    receivable/payable accounts equal the open balances of the documents behind them.
+
+    A sync that wrote nothing leaves the books as check_existing found them, so it
+    reuses those totals; otherwise the server re-adds every entry.
+    """
     store = get_store()
     _start_step(context, "complete")
+    run = store.run(context.sync_id)
     vendor = context.vendor_id
-    verification = verify(store.balances(vendor), store.ledger_summary(vendor)["unbalanced"],
-                          *_open_document_balances(store, context))
+    stats = SyncStats.from_document(run["stats"]).total
+    unchanged = stats.synced == 0 and stats.reversed == 0 and not context.parameters.full
+    if unchanged:
+        balances, unbalanced = balances_from_document(run["ledgerAtStart"]["balances"]), 0
+        entries = run["ledgerAtStart"]["entries"]
+    else:
+        summary = store.ledger_summary(vendor)
+        balances, unbalanced, entries = store.balances(vendor), summary["unbalanced"], summary["entries"]
+    receivable, payable = _open_documents(store, context, run, unchanged)
+    verification = verify(balances, unbalanced, receivable, payable)
     report = _verification_document(verification)
     if not verification.trial_balance.is_balanced or verification.unbalanced_entries:
         store.update_run(context.sync_id, {"verification": report})
         raise LedgerInconsistent(f"the trial balance does not net to zero after the sync "
                                  f"(debits {verification.trial_balance.total_debit}, "
                                  f"credits {verification.trial_balance.total_credit})")
-    _finish_step(context, "complete", {"verification": report}, message="Books balanced")
+    seal = {"entries": entries, "balances": balances_to_document(balances)}
+    _finish_step(context, "complete", {"verification": report, "ledger": seal,
+                                       "documentsOpen": {"receivable": str(receivable), "payable": str(payable)}},
+                 message="Books balanced" if verification.ok else "Books balanced; control accounts differ")
     return report
 
 
-def _open_document_balances(store, context: SyncContext) -> tuple[Decimal, Decimal]:
-    """Open receivables and payables per the source documents, read in batches.
+def _open_documents(store, context: SyncContext, run: dict, unchanged: bool) -> tuple[Decimal, Decimal]:
+    """Open receivables and payables per the source documents.
 
-    A rejected document counts as the ledger holds it (its last valid posting
-    stays until it is fixed), so only real disagreements show.
+    A run that read every document added them up on the way; a run that changed
+    nothing carries the last sync's figures; anything else reads the documents again.
     """
-    totals = {ACCOUNTS_RECEIVABLE: ZERO, ACCOUNTS_PAYABLE: ZERO}
-    for source_type, account in ((SourceType.SALES_INVOICE, ACCOUNTS_RECEIVABLE),
-                                 (SourceType.PURCHASE_INVOICE, ACCOUNTS_PAYABLE), (SourceType.EXPENSE, ACCOUNTS_PAYABLE)):
-        sign = 1 if account == ACCOUNTS_RECEIVABLE else -1
-        for documents in store.source_batches(SourceQuery(vendor_id=context.vendor_id, source_type=source_type)):
-            rejected = []
-            for raw in documents:
-                document = read_source(source_type, raw, context.base_currency)
-                if isinstance(document, Rejection):
-                    rejected.append(document.id)
-                else:
-                    totals[account] += open_amount(document)
-            if rejected:
-                totals[account] += sign * store.account_balance_of_sources(context.vendor_id, source_type, rejected,
-                                                                           account)
-    return totals[ACCOUNTS_RECEIVABLE], totals[ACCOUNTS_PAYABLE]
+    if context.reads_everything:
+        amounts = {t: Decimal(run.get("openAmounts", {}).get(t, "0")) for t in SYNC_TYPES}
+        return amounts["sales_invoices"], amounts["purchase_invoices"] + amounts["expenses"]
+    previous = store.last_completed_run(context.vendor_id)
+    if unchanged and previous and previous.get("documentsOpen"):
+        return Decimal(previous["documentsOpen"]["receivable"]), Decimal(previous["documentsOpen"]["payable"])
+    return _read_open_documents(store, context)
+
+
+def _read_open_documents(store, context: SyncContext) -> tuple[Decimal, Decimal]:
+    totals = {"receivable": ZERO, "payable": ZERO}
+    for sync_type, source_type in SYNC_TYPES.items():
+        key = "receivable" if source_type is SourceType.SALES_INVOICE else "payable"
+        query = SourceQuery(vendor_id=context.vendor_id, source_type=source_type)
+        for _, documents in store.source_batches(query):
+            existing = store.entries_for_sources(context.vendor_id, source_type, [d["_id"] for d in documents])
+            totals[key] += plan_batch(source_type, documents, existing, SyncParameters(), context.base_currency,
+                                      utc_now()).open_amount
+    return totals["receivable"], totals["payable"]
 
 
 @flow(name="sync-vendor-ledger", log_prints=False)
@@ -244,37 +208,40 @@ def sync_vendor_ledger(vendor_id: str, date_from: str | None = None, date_to: st
         if run is None:
             raise LookupError(f"no sync {sync_id} for vendor {vendor_id}")
         if not run.get("active"):
+            if run.get("flowRunId") and run.get("flowRunId") == _flow_run_id():
+                return summary_view(run)  # this very flow run was already settled (cancelled before it started)
             run = reopen_for_resume(store, sync_id, vendor_id)
         parameters = SyncParameters(**run["parameters"])
     sync_id = run["syncId"]
     context = SyncContext(sync_id=sync_id, vendor_id=vendor_id, parameters=parameters,
                           changed_since={k: as_utc(v) for k, v in run["since"].items()},
                           base_currency=store.base_currency(vendor_id, settings.ledger_base_currency))
-    store.update_run(sync_id, {"state": "running", "flowRunId": _flow_run_id(), "heartbeatAt": utc_now()})
-    logger.info("sync started vendor=%s sync=%s parameters=%s", vendor_id, sync_id, parameters.as_document())
-    try:
-        check_existing(context)
-        for sync_type, step in DOCUMENT_STEPS.items():
-            if sync_type in parameters.types:
-                step(context)
-        complete(context)
-    except SyncCancelled:
-        finished = _finish_run(context, "cancelled", None)
-        logger.warning("sync cancelled vendor=%s sync=%s", vendor_id, sync_id)
-        progress.publish(progress.COMPLETED, summary_view(finished))
-        return summary_view(finished)
-    except Exception as error:
-        message = _explain(error)
-        finished = _finish_run(context, "failed", message)
-        logger.error("sync failed vendor=%s sync=%s: %s", vendor_id, sync_id, message)
-        progress.publish(progress.FAILED, {"syncId": sync_id, "vendorId": vendor_id, "error": message,
-                                           "state": finished["state"]})
-        raise
-    finished = _finish_run(context, "completed", None)
-    summary = summary_view(finished)
-    logger.info("sync completed vendor=%s sync=%s stats=%s", vendor_id, sync_id, summary["stats"]["total"])
-    progress.publish(progress.COMPLETED, summary)
-    return summary
+    with vendor_slot(vendor_id, enabled=settings.ledger_vendor_concurrency_limit):
+        store.update_run(sync_id, {"state": "running", "flowRunId": _flow_run_id(), "heartbeatAt": utc_now()})
+        logger.info("sync started vendor=%s sync=%s parameters=%s", vendor_id, sync_id, parameters.as_document())
+        try:
+            check_existing(context)
+            for sync_type, step in DOCUMENT_STEPS.items():
+                if sync_type in parameters.types:
+                    step(context)
+            complete(context)
+        except SyncCancelled:
+            finished = _finish_run(context, "cancelled", None)
+            logger.warning("sync cancelled vendor=%s sync=%s", vendor_id, sync_id)
+            progress.publish(progress.COMPLETED, summary_view(finished))
+            return summary_view(finished)
+        except Exception as error:
+            message = _explain(error)
+            finished = _finish_run(context, "failed", message)
+            logger.error("sync failed vendor=%s sync=%s: %s", vendor_id, sync_id, message)
+            progress.publish(progress.FAILED, {"syncId": sync_id, "vendorId": vendor_id, "error": message,
+                                               "state": finished["state"]})
+            raise
+        finished = _finish_run(context, "completed", None)
+        summary = summary_view(finished)
+        logger.info("sync completed vendor=%s sync=%s stats=%s", vendor_id, sync_id, summary["stats"]["total"])
+        progress.publish(progress.COMPLETED, summary)
+        return summary
 
 
 def _finish_run(context: SyncContext, state: str, error: str | None) -> dict:
@@ -304,7 +271,7 @@ def _start_step(context: SyncContext, step: str, extra: dict | None = None) -> N
     stats = run["stats"]["total"]
     snapshot["stats"] = {k: stats.get(k, 0) for k in ("synced", "skipped", "reversed", "errors")}
     snapshot["percent"] = max(snapshot["percent"], (run.get("progress") or {}).get("percent", 0))
-    store.update_run(context.sync_id, {"progress": _public(snapshot)})
+    store.update_run(context.sync_id, {"progress": progress.public(snapshot)})
     progress.publish(progress.PROGRESS, snapshot)
 
 
@@ -320,17 +287,9 @@ def _finish_step(context: SyncContext, step: str, extra: dict, message: str) -> 
     snapshot["percent"] = max(snapshot["percent"], (run.get("progress") or {}).get("percent", 0))
     store.update_run(context.sync_id, {
         f"steps.{step}.state": "completed", f"steps.{step}.endedAt": now,
-        f"steps.{step}.durationMs": int((now - started).total_seconds() * 1000), "progress": _public(snapshot),
+        f"steps.{step}.durationMs": int((now - started).total_seconds() * 1000), "progress": progress.public(snapshot),
         "heartbeatAt": now, **extra})
     progress.publish(progress.PROGRESS, snapshot)
-
-
-def _counts(stats: SyncStats, _type_stats: TypeStats) -> dict:
-    return stats.total.model_dump()
-
-
-def _public(snapshot: dict) -> dict:
-    return {k: snapshot[k] for k in ("step", "stepIndex", "stepsTotal", "percent", "processed", "total", "message")}
 
 
 def _verification_document(verification) -> dict:

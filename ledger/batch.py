@@ -9,13 +9,16 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 
-from ledger.entries import JournalEntry
+from ledger.accounts import ACCOUNTS_PAYABLE, ACCOUNTS_RECEIVABLE
+from ledger.entries import ZERO, JournalEntry
 from ledger.posting import drafts_for
 from ledger.reconcile import Plan, plan_document
 from ledger.sources import Expense, Invoice, Rejection, SourceType
 from ledger.sync_run import SyncParameters, TypeStats
 from ledger.validation import read_source
+from ledger.verification import open_amount
 
 
 @dataclass
@@ -23,6 +26,9 @@ class BatchPlan:
     plans: dict[str, Plan] = field(default_factory=dict)  # by source id (as text)
     rejections: list[Rejection] = field(default_factory=list)
     scanned: int = 0
+    # What the batch's documents leave open on their control account (receivable
+    # for sales, payable otherwise); a rejected document counts as the ledger holds it.
+    open_amount: Decimal = ZERO
 
     @property
     def entries(self) -> list[JournalEntry]:
@@ -42,36 +48,56 @@ class BatchPlan:
         return stats
 
 
+def control_account(source_type: SourceType) -> str:
+    return ACCOUNTS_RECEIVABLE if source_type is SourceType.SALES_INVOICE else ACCOUNTS_PAYABLE
+
+
+def control_balance(entries: list[JournalEntry], source_type: SourceType) -> Decimal:
+    """What these entries leave open on the document type's control account
+    (a debit balance for receivables, a credit balance for payables)."""
+    account = control_account(source_type)
+    balance = sum((line.debit - line.credit for entry in entries for line in entry.lines if line.account == account),
+                  ZERO)
+    return balance if account == ACCOUNTS_RECEIVABLE else -balance
+
+
 def plan_batch(source_type: SourceType, raw_documents: list[dict], existing: list[JournalEntry],
                parameters: SyncParameters, base_currency: str, sync_time: datetime) -> BatchPlan:
     """Validate, post and reconcile every document of a batch against the existing entries."""
-    existing_by_source: dict[str, list[JournalEntry]] = defaultdict(list)
-    for entry in existing:
-        existing_by_source[str(entry.source.id)].append(entry)
+    existing_by_source = _by_source(existing)
     batch = BatchPlan()
     for raw in raw_documents:
         document = read_source(source_type, raw, base_currency)
         if isinstance(document, (Invoice, Expense)) and not parameters.includes(document.date):
             continue  # an ISO-string date the server could not filter on
         batch.scanned += 1
+        key = str(document.id)
         if isinstance(document, Rejection):
             batch.rejections.append(document)
+            batch.open_amount += control_balance(existing_by_source.get(key, []), source_type)
             continue
-        key = str(document.id)
+        batch.open_amount += open_amount(document)
         batch.plans[key] = plan_document(drafts_for(document), existing_by_source.get(key, ()),
                                          reversal_date=document.updated_at or sync_time)
     return batch
 
 
+def removed_source_entries(existing: list[JournalEntry], present_ids: list) -> list[JournalEntry]:
+    """The entries of documents the ledger knows but the source batch no longer has."""
+    present = {str(source_id) for source_id in present_ids}
+    return [entry for entry in existing if str(entry.source.id) not in present]
+
+
 def plan_removed_sources(existing: list[JournalEntry], sync_time: datetime) -> list[JournalEntry]:
     """Reversals for documents gone from the source collection (hard deletes)."""
-    by_source: dict[str, list[JournalEntry]] = defaultdict(list)
-    for entry in existing:
-        by_source[str(entry.source.id)].append(entry)
     reversals: list[JournalEntry] = []
-    for entries in by_source.values():
+    for entries in _by_source(existing).values():
         reversals.extend(plan_document((), entries, reversal_date=sync_time).reversals)
     return reversals
 
 
-
+def _by_source(entries: list[JournalEntry]) -> dict[str, list[JournalEntry]]:
+    by_source: dict[str, list[JournalEntry]] = defaultdict(list)
+    for entry in entries:
+        by_source[str(entry.source.id)].append(entry)
+    return by_source

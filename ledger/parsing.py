@@ -56,7 +56,11 @@ def to_decimal(value: object) -> Decimal:
 
 def to_money(value: object) -> Decimal:
     """`to_decimal` rounded half-up to two places."""
-    return to_decimal(value).quantize(CENT, rounding=ROUND_HALF_UP)
+    number = to_decimal(value)
+    try:
+        return number.quantize(CENT, rounding=ROUND_HALF_UP)
+    except InvalidOperation:  # more digits than the decimal context holds (e.g. 1e30 in cents)
+        raise InvalidValue(f"too large to be an amount: {_preview(value)}") from None
 
 
 def to_utc_datetime(value: object) -> datetime:

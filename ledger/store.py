@@ -14,6 +14,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
+from bson import ObjectId
 from bson.decimal128 import Decimal128
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.database import Database
@@ -53,7 +54,8 @@ class SourceQuery:
     date_from: datetime | None = None  # inclusive
     date_until: datetime | None = None  # exclusive (the day after dateTo)
     changed_since: datetime | None = None  # incremental: updatedAt at or after this
-    after_id: Any = None  # resume: continue after this `_id`
+    after_id: Any = None  # resume: continue after this `_id` ...
+    phase: int = 0  # ... in this phase (see `source_phases`)
 
 
 class SyncAlreadyRunning(Exception):
@@ -114,21 +116,28 @@ class LedgerStore:
         return currency.strip().upper() if isinstance(currency, str) and currency.strip() else default
 
     def count_sources(self, query: SourceQuery) -> int:
-        return self.db[self.names.source(query.source_type)].count_documents(_source_filter(query))
-
-    def source_batches(self, query: SourceQuery) -> Iterator[list[dict]]:
-        """The matching documents in `_id` order, a batch at a time (one getMore per batch)."""
+        """How many documents the query reads, for progress (phases that need a scan are
+        left out: they hold the rare documents with string dates, counted as they come)."""
         collection = self.db[self.names.source(query.source_type)]
-        cursor = collection.find(_source_filter(query), sort=[("_id", ASCENDING)], batch_size=self.batch_size)
-        with cursor:
-            batch: list[dict] = []
-            for document in cursor:
-                batch.append(document)
-                if len(batch) == self.batch_size:
-                    yield batch
-                    batch = []
-            if batch:
-                yield batch
+        return sum(collection.count_documents(phase.filter) for phase in source_phases(query)[query.phase:]
+                   if phase.indexed)
+
+    def source_batches(self, query: SourceQuery) -> Iterator[tuple[int, list[dict]]]:
+        """(phase, documents) in `_id` order within each phase, a batch at a time
+        (one getMore per batch)."""
+        collection = self.db[self.names.source(query.source_type)]
+        phases = source_phases(query)
+        for number in range(query.phase, len(phases)):
+            cursor = collection.find(phases[number].filter, sort=[("_id", ASCENDING)], batch_size=self.batch_size)
+            with cursor:
+                batch: list[dict] = []
+                for document in cursor:
+                    batch.append(document)
+                    if len(batch) == self.batch_size:
+                        yield number, batch
+                        batch = []
+                if batch:
+                    yield number, batch
 
     def missing_source_ids(self, source_type: SourceType, vendor_id: str, ids: list) -> list:
         """Which of `ids` are gone from the source collection (hard deletes)."""
@@ -168,6 +177,29 @@ class LedgerStore:
         """Every entry already posted for these documents, in one query."""
         cursor = self.entries.find({"vendorId": vendor_id, "source.type": source_type.value, "source.id": {"$in": ids}})
         return [entry_from_document(doc) for doc in cursor]
+
+    def entries_in_source_range(self, vendor_id: str, source_type: SourceType, after_id: Any,
+                                upto_id: Any) -> list[JournalEntry]:
+        """Every entry of documents with `after_id < _id <= upto_id` (either bound open when None).
+
+        A full sync reads sources in `_id` order, so this one query per batch also
+        returns the entries of documents deleted from that stretch of ids.
+        """
+        bounds: dict[str, Any] = {}
+        if after_id is not None:
+            bounds["$gt"] = after_id
+        if upto_id is not None:
+            bounds["$lte"] = upto_id
+        query: dict[str, Any] = {"vendorId": vendor_id, "source.type": source_type.value}
+        if bounds:
+            query["source.id"] = bounds
+        return [entry_from_document(doc) for doc in self.entries.find(query)]
+
+    def count_entries(self, vendor_id: str) -> int:
+        return self.entries.count_documents({"vendorId": vendor_id})
+
+    def last_completed_run(self, vendor_id: str) -> dict | None:
+        return self.runs.find_one({"vendorId": vendor_id, "state": "completed"}, sort=[("startedAt", DESCENDING)])
 
     def entries_for_source(self, vendor_id: str, source_type: SourceType | None, source_id: Any) -> list[dict]:
         query: dict[str, Any] = {"vendorId": vendor_id, "source.id": source_id}
@@ -324,6 +356,41 @@ class LedgerStore:
             vendors.update(v for v in self.db[self.names.source(source_type)].distinct("vendorId") if isinstance(v, str))
         return sorted(vendors)
 
+    # ---- API and events bridge (issue 4) ----------------------------------------
+    # Conditional updates so the API, the events bridge and the flow can race on a
+    # run record without overwriting each other's decisions; one command each.
+
+    def attach_flow_run(self, sync_id: str, flow_run_id: str) -> dict | None:
+        """Record the Prefect flow run that will execute this (still active) run."""
+        return self.runs.find_one_and_update({"_id": sync_id, "active": True}, {"$set": {"flowRunId": flow_run_id}},
+                                             return_document=ReturnDocument.AFTER)
+
+    def request_cancel(self, sync_id: str, vendor_id: str, at: datetime) -> dict | None:
+        """Flag an active run for cancellation (the flow checks the flag after every batch)."""
+        return self.runs.find_one_and_update(
+            {"_id": sync_id, "vendorId": vendor_id, "active": True},
+            {"$set": {"cancelRequested": True, "cancelRequestedAt": at, "state": "cancelling",
+                      "progress.message": "Cancelling…"}},
+            return_document=ReturnDocument.AFTER)
+
+    def finish_active_run(self, sync_id: str, changes: dict, flow_run_id: str | None = None,
+                          only_if_flow_run: bool = False) -> dict | None:
+        """Finish a run that is still active (and, if asked, still belongs to `flow_run_id`); None if it was not."""
+        query: dict[str, Any] = {"_id": sync_id, "active": True}
+        if only_if_flow_run:
+            query["flowRunId"] = flow_run_id
+        return self.runs.find_one_and_update(query, {"$set": changes, "$unset": {"active": ""}},
+                                             return_document=ReturnDocument.AFTER)
+
+    def entries_for_source_ids(self, vendor_id: str, source_type: SourceType | None, source_ids: list) -> list[dict]:
+        """Entries of one source document whose `_id` may be stored as any of `source_ids` (plain values only)."""
+        if not all(isinstance(value, (str, int, ObjectId)) for value in source_ids):
+            raise TypeError("source ids must be plain values")
+        query: dict[str, Any] = {"vendorId": vendor_id, "source.id": {"$in": list(source_ids)}}
+        if source_type is not None:
+            query["source.type"] = source_type.value
+        return list(self.entries.find(query).sort([("postedAt", ASCENDING), ("_id", ASCENDING)]).limit(1000))
+
 
 # ---- documents <-> records ----------------------------------------------------
 
@@ -355,25 +422,67 @@ def entry_from_document(document: dict) -> JournalEntry:
     )
 
 
+def balances_to_document(balances: Balances) -> dict:
+    return {account: {"debit": str(balances.debits.get(account, ZERO)), "credit": str(balances.credits.get(account, ZERO))}
+            for account in sorted(set(balances.debits) | set(balances.credits))}
+
+
+def balances_from_document(document: dict) -> Balances:
+    return Balances(debits={a: Decimal(v["debit"]) for a, v in document.items()},
+                    credits={a: Decimal(v["credit"]) for a, v in document.items()})
+
+
 def _account_document(vendor_id: str, account: Account) -> dict:
     return {"_id": f"{vendor_id}|{account.key}", "vendorId": vendor_id, "key": account.key, "code": account.code,
             "name": account.name, "type": account.type.value}
 
 
-def _source_filter(query: SourceQuery) -> dict:
-    """Date and change filters that also keep documents whose dates are ISO strings
-    (the server cannot compare those with datetimes; the flow filters them after parsing)."""
-    clauses: list[dict] = [{"vendorId": query.vendor_id}]
+@dataclass(frozen=True)
+class SourcePhase:
+    filter: dict
+    indexed: bool
+
+
+def source_phases(query: SourceQuery) -> list[SourcePhase]:
+    """The queries that together read what `query` asks for, each one index-friendly.
+
+    Dates may be BSON datetimes or ISO strings, which the server cannot compare
+    with each other: documents with string dates are read by their own phase
+    (strings compared as text, a day early for offsets) and filtered exactly once
+    parsed. Separate queries instead of one `$or`, since not every server plans
+    an `$or` over indexes; a document's field has one type, so no document is
+    read twice.
+    """
+    date_options: list[tuple[dict, bool]] = [({}, True)]
     date_range = _range(query.date_from, query.date_until)
     if date_range:
         name = date_field(query.source_type)
-        clauses.append({"$or": [{name: date_range}, {name: {"$type": "string"}}]})
+        date_options = [({name: date_range}, True), ({name: {"$gte": ""}}, False)]
+    change_options: list[tuple[dict, bool]] = [({}, True)]
     if query.changed_since is not None:
-        clauses.append({"$or": [{"updatedAt": {"$gte": query.changed_since}},
-                                {"updatedAt": {"$not": {"$type": "date"}}}]})
-    if query.after_id is not None:
-        clauses.append({"_id": {"$gt": query.after_id}})
-    return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+        text_since = (query.changed_since - timedelta(days=1)).strftime("%Y-%m-%d")
+        change_options = [({"updatedAt": {"$gte": query.changed_since}}, True), ({"updatedAt": None}, True),
+                          ({"updatedAt": {"$gte": text_since}}, False)]
+    phases = []
+    for date_clause, date_indexed in date_options:
+        for change_clause, change_indexed in change_options:
+            clauses = [{"vendorId": query.vendor_id}, date_clause, change_clause]
+            phases.append(SourcePhase(filter=_and(clauses), indexed=date_indexed and change_indexed))
+    if query.after_id is not None and phases:
+        first = phases[query.phase]
+        phases[query.phase] = SourcePhase(filter=_and([first.filter, {"_id": {"$gt": query.after_id}}]),
+                                          indexed=first.indexed)
+    return phases
+
+
+def _and(clauses: list[dict]) -> dict:
+    merged: dict = {}
+    for clause in clauses:
+        for key, value in clause.items():
+            if key in merged:
+                return {"$and": [c for c in clauses if c]}
+            merged[key] = value
+    return merged
 
 
 def _range(start: datetime | None, end: datetime | None) -> dict:

@@ -53,12 +53,13 @@ def read_source(source_type: SourceType, raw: dict[str, Any], base_currency: str
 
 
 def _read_invoice(source_type: SourceType, raw: dict, vendor_id: str, number: str | None, base_currency: str):
-    status = _status(raw.get("status"), INVOICE_STATUSES, "status")
     updated_at = _optional_date(raw.get("updatedAt"))
-    if _truthy(raw.get("isDeleted")) or status in NON_POSTING_STATUSES:
-        reason = "deleted" if _truthy(raw.get("isDeleted")) else status
+    # A deleted document posts nothing whatever its status: check that before validating the status.
+    deleted = _truthy(raw.get("isDeleted"))
+    status = None if deleted else _status(raw.get("status"), INVOICE_STATUSES, "status")
+    if deleted or status in NON_POSTING_STATUSES:
         return Withdrawn(type=source_type, id=raw.get("_id"), vendor_id=vendor_id, number=number,
-                         reason=reason, updated_at=updated_at)
+                         reason="deleted" if deleted else status, updated_at=updated_at)
     _check_currency(raw, base_currency)
     date = _date(raw, "invoiceDate")
     subtotal = _amount(raw, "subtotal")

@@ -1,0 +1,1 @@
+"""Benchmarks: ratios and counts measured in one run on one server (see README)."""

@@ -1,0 +1,153 @@
+"""`make bench`: sync against the floor, round trips, memory, at N and 4N documents.
+
+Every figure is a ratio or a count from this one run on this one server, because
+absolute times on a shared machine drift. Writes bench/results/latest.json and
+prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from pymongo import ASCENDING, MongoClient
+
+from cli.demo_data import generate
+from cli.embedded_db import EmbeddedDatabase, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+
+
+def load_documents(db, vendor_id: str, documents: int) -> int:
+    pending: dict[str, list[dict]] = {}
+    count = 0
+    for collection, document in generate(vendor_id, documents, seed=11, broken=False):
+        pending.setdefault(collection, []).append(document)
+        count += 1
+        if len(pending[collection]) >= 2000:
+            db[collection].insert_many(pending.pop(collection), ordered=False)
+    for collection, rest in pending.items():
+        db[collection].insert_many(rest, ordered=False)
+    return count
+
+
+def floor_seconds(db, vendor_id: str) -> float:
+    """The least any sync must do: read the vendor's source documents and
+    `insert_many` the same ledger entries into a collection with the same indexes."""
+    entries = list(db.ledger_entries.find({"vendorId": vendor_id}))
+    floor = db[f"floor_entries_{vendor_id}"]
+    floor.drop()
+    floor.create_index([("vendorId", ASCENDING), ("source.type", ASCENDING), ("source.id", ASCENDING)])
+    started = time.perf_counter()
+    for collection in ("salesinvoices", "purchaseinvoices", "expenses"):
+        for _ in db[collection].find({"vendorId": vendor_id}, batch_size=1000):
+            pass
+    for start in range(0, len(entries), 1000):
+        floor.insert_many(entries[start:start + 1000], ordered=False)
+    elapsed = time.perf_counter() - started
+    floor.drop()
+    return elapsed
+
+
+def run_sync(env: dict, vendor_id: str, full: bool) -> dict:
+    output = subprocess.run([sys.executable, "-m", "bench.sync_process", vendor_id, "full" if full else "incremental"],
+                            env=env, cwd=ROOT, capture_output=True, text=True, check=False)
+    if output.returncode != 0:
+        raise RuntimeError(f"benchmark sync failed:\n{output.stderr[-3000:]}")
+    return json.loads(output.stdout.strip().splitlines()[-1])
+
+
+def start_prefect(home: Path, env: dict) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port),
+         "--analytics-off"], env={**env, "PREFECT_HOME": str(home)}, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://127.0.0.1:{port}/api"
+    import urllib.request
+
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url + "/health", timeout=1)
+            return process, url
+        except OSError:
+            time.sleep(0.5)
+    process.kill()
+    raise RuntimeError("the Prefect server did not start")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=20000, help="N source documents (4N is measured too)")
+    args = parser.parse_args()
+    sizes = [args.size, args.size * 4]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="ledger-bench-"))
+    env = {**os.environ, "PREFECT_LOGGING_LEVEL": "ERROR", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+           "DO_NOT_TRACK": "1", "PREFECT_LOGGING_TO_API_ENABLED": "false", "MONGODB_DB": "bench",
+           "LEDGER_INCREMENTAL_OVERLAP_SECONDS": "0"}
+    with EmbeddedDatabase(work / "db") as database:
+        env["MONGODB_URI"] = database.uri
+        prefect, env["PREFECT_API_URL"] = start_prefect(work / "prefect", env)
+        try:
+            db = MongoClient(database.uri, tz_aware=True)["bench"]
+            rows = []
+            for size in sizes:
+                vendor_id = f"bench-{size}"
+                documents = load_documents(db, vendor_id, size)
+                full = run_sync(env, vendor_id, full=True)
+                entries = db.ledger_entries.count_documents({"vendorId": vendor_id})
+                floor = floor_seconds(db, vendor_id)
+                resync = run_sync(env, vendor_id, full=False)
+                rows.append({
+                    "documents": documents, "entries": entries,
+                    "fullSyncSeconds": full["durationMs"] / 1000, "floorSeconds": round(floor, 3),
+                    "syncOverFloor": round(full["durationMs"] / 1000 / floor, 2),
+                    "commandsPer1000Full": round(full["commandsTotal"] * 1000 / documents, 2),
+                    "commandsIncrementalNoChange": resync["commandsTotal"],
+                    "resyncOverFull": round(resync["durationMs"] / full["durationMs"], 3),
+                    "peakRssMb": round(full["peakRssMb"], 1),
+                    "documentsPerSecond": round(documents / (full["durationMs"] / 1000), 1),
+                    "fullCommands": full["commands"], "resyncCommands": resync["commands"],
+                })
+        finally:
+            prefect.terminate()
+            prefect.wait(30)
+    result = {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"cores": os.cpu_count(), "memoryGb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+                    "python": platform.python_version()},
+        "rows": rows,
+        "rssGrowth4N": round(rows[1]["peakRssMb"] / rows[0]["peakRssMb"], 3),
+    }
+    (RESULTS / "latest.json").write_text(json.dumps(result, indent=2))
+    print(render(result))
+
+
+def render(result: dict) -> str:
+    lines = [f"Ledger Sync benchmark — {result['date']} — {result['machine']['cores']} cores, "
+             f"{result['machine']['memoryGb']} GiB, Python {result['machine']['python']}", "",
+             "| documents | entries | sync ÷ floor | commands / 1,000 docs (full) | commands, no-change re-sync "
+             "| re-sync ÷ full | peak RSS MB | docs/s |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for row in result["rows"]:
+        lines.append(f"| {row['documents']:,} | {row['entries']:,} | {row['syncOverFloor']} | "
+                     f"{row['commandsPer1000Full']} | {row['commandsIncrementalNoChange']} | {row['resyncOverFull']} | "
+                     f"{row['peakRssMb']} | {row['documentsPerSecond']} |")
+    lines.append("")
+    lines.append(f"Peak RSS at 4N ÷ at N: {result['rssGrowth4N']}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

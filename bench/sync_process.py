@@ -1,0 +1,55 @@
+"""One benchmark sync in its own process: runs the real flow and reports what it cost.
+
+Prints one JSON object: the run's duration, the database commands it sent (by
+name, via pymongo command monitoring) and the process's peak RSS.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+from collections import Counter
+
+from pymongo import monitoring
+
+
+class CommandCounter(monitoring.CommandListener):
+    def __init__(self):
+        self.commands: Counter[str] = Counter()
+
+    def started(self, event):
+        self.commands[event.command_name] += 1
+
+    def succeeded(self, event):
+        pass
+
+    def failed(self, event):
+        pass
+
+
+def main() -> None:
+    vendor_id, full = sys.argv[1], sys.argv[2] == "full"
+    counter = CommandCounter()
+    monitoring.register(counter)
+    from flows.sync_vendor import sync_vendor_ledger
+
+    # Count only the sync's own commands, not the one-off index set-up.
+    from flows.database import get_store
+
+    get_store()
+    counter.commands.clear()
+    started = time.perf_counter()
+    summary = sync_vendor_ledger(vendor_id, full=full)
+    wall = time.perf_counter() - started
+    print(json.dumps({
+        "durationMs": summary["durationMs"], "wallSeconds": wall, "state": summary["state"],
+        "stats": summary["stats"]["total"], "commands": dict(counter.commands),
+        "commandsTotal": sum(counter.commands.values()),
+        "peakRssMb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }))
+
+
+if __name__ == "__main__":
+    main()
