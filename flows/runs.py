@@ -3,12 +3,15 @@ the public view of a run that the CLI, the API and the UI all show."""
 
 from __future__ import annotations
 
+import logging
+import threading
 from datetime import datetime, timedelta
 
 from ledger.store import LedgerStore, SyncAlreadyRunning, utc_now
 from ledger.sync_run import ALL_TYPES, STEPS, SyncParameters, SyncStats
 
 RESUMABLE_STATES = ("failed", "crashed", "cancelled")
+log = logging.getLogger("ledger_sync.runs")
 
 
 def new_sync_id(vendor_id: str, now: datetime) -> str:
@@ -52,6 +55,33 @@ def mark_stale_runs(store: LedgerStore, stale_after_seconds: int, vendor_id: str
                                       "error": "The sync stopped responding (its process died). Resume it to continue."})
         crashed.append(run["_id"])
     return crashed
+
+
+class Heartbeat:
+    """Keeps the run's `heartbeatAt` fresh while its process lives, so the stale-run
+    detector tells a crashed run (no heartbeat) from a slow one."""
+
+    def __init__(self, store: LedgerStore, sync_id: str, every_seconds: float):
+        self.store = store
+        self.sync_id = sync_id
+        self.every_seconds = every_seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{sync_id}", daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.every_seconds):
+            try:
+                self.store.runs.update_one({"_id": self.sync_id, "active": True}, {"$set": {"heartbeatAt": utc_now()}})
+            except Exception as error:  # noqa: BLE001 - the steps report database trouble themselves
+                log.warning("heartbeat of %s not recorded: %s", self.sync_id, error)
 
 
 def reopen_for_resume(store: LedgerStore, sync_id: str, vendor_id: str) -> dict:

@@ -25,7 +25,7 @@ from flows import progress
 from flows.concurrency import vendor_slot
 from flows.database import get_store
 from flows.document_sync import DocumentStep, SyncCancelled
-from flows.runs import open_run, reopen_for_resume, summary_view
+from flows.runs import Heartbeat, open_run, reopen_for_resume, summary_view
 from flows.settings import get_settings
 from ledger.batch import plan_batch
 from ledger.entries import ZERO
@@ -216,7 +216,8 @@ def sync_vendor_ledger(vendor_id: str, date_from: str | None = None, date_to: st
     context = SyncContext(sync_id=sync_id, vendor_id=vendor_id, parameters=parameters,
                           changed_since={k: as_utc(v) for k, v in run["since"].items()},
                           base_currency=store.base_currency(vendor_id, settings.ledger_base_currency))
-    with vendor_slot(vendor_id, enabled=settings.ledger_vendor_concurrency_limit):
+    heartbeat = Heartbeat(store, sync_id, every_seconds=max(1.0, settings.ledger_stale_after_seconds / 4))
+    with vendor_slot(vendor_id, enabled=settings.ledger_vendor_concurrency_limit), heartbeat:
         store.update_run(sync_id, {"state": "running", "flowRunId": _flow_run_id(), "heartbeatAt": utc_now()})
         logger.info("sync started vendor=%s sync=%s parameters=%s", vendor_id, sync_id, parameters.as_document())
         try:
@@ -226,22 +227,26 @@ def sync_vendor_ledger(vendor_id: str, date_from: str | None = None, date_to: st
                     step(context)
             complete(context)
         except SyncCancelled:
-            finished = _finish_run(context, "cancelled", None)
+            summary = summary_view(_finish_run(context, "cancelled", None))
             logger.warning("sync cancelled vendor=%s sync=%s", vendor_id, sync_id)
-            progress.publish(progress.COMPLETED, summary_view(finished))
-            return summary_view(finished)
+            progress.publish(progress.COMPLETED, summary)
+            return summary
         except Exception as error:
             message = _explain(error)
-            finished = _finish_run(context, "failed", message)
             logger.error("sync failed vendor=%s sync=%s: %s", vendor_id, sync_id, message)
+            # Tell the room first: when the database is what failed, the record may not be writable.
             progress.publish(progress.FAILED, {"syncId": sync_id, "vendorId": vendor_id, "error": message,
-                                               "state": finished["state"]})
+                                               "state": "failed"})
+            try:
+                _finish_run(context, "failed", message)
+            except PyMongoError:
+                logger.error("sync %s could not be marked failed; the stale-run detector will mark it crashed",
+                             sync_id)
             raise
-        finished = _finish_run(context, "completed", None)
-        summary = summary_view(finished)
-        logger.info("sync completed vendor=%s sync=%s stats=%s", vendor_id, sync_id, summary["stats"]["total"])
-        progress.publish(progress.COMPLETED, summary)
-        return summary
+        summary = summary_view(_finish_run(context, "completed", None))
+    logger.info("sync completed vendor=%s sync=%s stats=%s", vendor_id, sync_id, summary["stats"]["total"])
+    progress.publish(progress.COMPLETED, summary)
+    return summary
 
 
 def _finish_run(context: SyncContext, state: str, error: str | None) -> dict:
