@@ -130,7 +130,8 @@ def generate(vendor_id: str, documents: int = 300, seed: int = 7, broken: bool =
         yield from _broken(rng, vendor_id, START + timedelta(days=100))
 
 
-def load(db, vendor_ids: list[str], documents: int = 300, seed: int = 7, batch: int = 1000) -> dict[str, int]:
+def load(db, vendor_ids: list[str], documents: int = 300, seed: int = 7, batch: int = 1000,
+         broken: bool = True) -> dict[str, int]:
     """Insert the demo data (and the vendors' documents) in batches; returns how many
     documents were new per collection (ids are seeded, so a second load adds none)."""
     counts: dict[str, int] = {}
@@ -147,7 +148,7 @@ def load(db, vendor_ids: list[str], documents: int = 300, seed: int = 7, batch: 
     for vendor_id in vendor_ids:
         db.vendors.update_one({"_id": vendor_id}, {"$set": {"vendorId": vendor_id, "name": vendor_id.title(),
                                                               "baseCurrency": "INR"}}, upsert=True)
-        for collection, document in generate(vendor_id, documents, seed):
+        for collection, document in generate(vendor_id, documents, seed, broken):
             pending.setdefault(collection, []).append(document)
             if len(pending[collection]) >= batch:
                 flush(collection)
