@@ -134,7 +134,7 @@ class DocumentStep:
                         existing = self.store.entries_for_sources(context.vendor_id, self.source_type, ids)
                         removed = []
                     plan = plan_batch(self.source_type, documents, existing, parameters, context.base_currency,
-                                      utc_now())
+                                      utc_now(), sync_id=context.sync_id)
                     writer.submit(_Write(plan=plan, removed=removed, phase=phase, last_id=ids[-1],
                                          documents=len(documents)))
                     previous_id = ids[-1]

@@ -14,6 +14,15 @@ RESUMABLE_STATES = ("failed", "crashed", "cancelled")
 log = logging.getLogger("ledger_sync.runs")
 
 
+VENDOR_TAG = "ledger-vendor:"
+SYNC_TAG = "ledger-sync:"
+
+
+def run_tags(vendor_id: str, sync_id: str) -> list[str]:
+    """Tags on a sync's flow run: how the Prefect UI filters by vendor and the API maps runs back."""
+    return ["ledger-sync", f"{VENDOR_TAG}{vendor_id}", f"{SYNC_TAG}{sync_id}"]
+
+
 def new_sync_id(vendor_id: str, now: datetime) -> str:
     return f"sync_{vendor_id}_{int(now.timestamp() * 1000)}"
 

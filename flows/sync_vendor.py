@@ -19,7 +19,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.context import get_run_context
 from pydantic import BaseModel, ConfigDict
-from pymongo.errors import ConnectionFailure, ExecutionTimeout, NetworkTimeout, OperationFailure, PyMongoError
+from pymongo.errors import ConnectionFailure, ExecutionTimeout, PyMongoError
 
 from flows import progress
 from flows.concurrency import vendor_slot
@@ -42,13 +42,13 @@ class LedgerInconsistent(Exception):
 
 
 def is_transient(task, task_run, state) -> bool:
-    """Retry when the database went away or timed out, not on anything else."""
+    """Retry when the database went away or timed out; never otherwise (validation problems are data)."""
     try:
         state.result(raise_on_failure=True)
-    except (ConnectionFailure, NetworkTimeout, ExecutionTimeout) as error:
-        return not isinstance(error, OperationFailure) or error.code in (50, 262)
+    except (ConnectionFailure, ExecutionTimeout):  # refused, reset, no server, operation timed out
+        return True
     except PyMongoError as error:
-        return getattr(error, "has_error_label", lambda _: False)("RetryableWriteError")
+        return error.timeout or error.has_error_label("RetryableWriteError")
     except Exception:  # noqa: BLE001 - everything else is not transient
         return False
     return False
@@ -310,7 +310,7 @@ def _verification_document(verification) -> dict:
 
 
 def _explain(error: Exception) -> str:
-    if isinstance(error, ConnectionFailure | NetworkTimeout | ExecutionTimeout):
+    if isinstance(error, ConnectionFailure | ExecutionTimeout) or getattr(error, "timeout", False):
         return ("The database could not be reached and retries ran out. Check that MongoDB is up, "
                 "then resume this sync.")
     if isinstance(error, LedgerInconsistent):

@@ -24,6 +24,9 @@ from ledger.verification import open_amount
 @dataclass
 class BatchPlan:
     plans: dict[str, Plan] = field(default_factory=dict)  # by source id (as text)
+    # Entries this same sync wrote in an attempt that failed before its checkpoint
+    # (a retried task, a resumed run): already posted, still this sync's work.
+    earlier: dict[str, list[JournalEntry]] = field(default_factory=dict)
     rejections: list[Rejection] = field(default_factory=list)
     scanned: int = 0
     # What the batch's documents leave open on their control account (receivable
@@ -38,9 +41,12 @@ class BatchPlan:
         """Counts once the entries are written: what another writer (or an earlier
         attempt of this batch) already wrote counts as skipped, not synced."""
         stats = TypeStats(scanned=self.scanned, errors=len(self.rejections))
-        for plan in self.plans.values():
+        for key, plan in self.plans.items():
+            earlier = self.earlier.get(key, [])
             postings = sum(1 for entry in plan.postings if entry.id in inserted_ids)
+            postings += sum(1 for entry in earlier if entry.reversal_of is None)
             reversals = sum(1 for entry in plan.reversals if entry.id in inserted_ids)
+            reversals += sum(1 for entry in earlier if entry.reversal_of is not None)
             stats.synced += postings
             stats.reversed += reversals
             if postings == 0 and reversals == 0:
@@ -62,8 +68,10 @@ def control_balance(entries: list[JournalEntry], source_type: SourceType) -> Dec
 
 
 def plan_batch(source_type: SourceType, raw_documents: list[dict], existing: list[JournalEntry],
-               parameters: SyncParameters, base_currency: str, sync_time: datetime) -> BatchPlan:
-    """Validate, post and reconcile every document of a batch against the existing entries."""
+               parameters: SyncParameters, base_currency: str, sync_time: datetime,
+               sync_id: str | None = None) -> BatchPlan:
+    """Validate, post and reconcile every document of a batch against the existing entries
+    (`sync_id` is the sync doing it, to recognise what it already wrote)."""
     existing_by_source = _by_source(existing)
     batch = BatchPlan()
     for raw in raw_documents:
@@ -77,6 +85,8 @@ def plan_batch(source_type: SourceType, raw_documents: list[dict], existing: lis
             batch.open_amount += control_balance(existing_by_source.get(key, []), source_type)
             continue
         batch.open_amount += open_amount(document)
+        if sync_id is not None:
+            batch.earlier[key] = [entry for entry in existing_by_source.get(key, ()) if entry.sync_id == sync_id]
         batch.plans[key] = plan_document(drafts_for(document), existing_by_source.get(key, ()),
                                          reversal_date=document.updated_at or sync_time)
     return batch

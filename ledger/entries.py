@@ -77,6 +77,7 @@ class JournalEntry(BaseModel):
     lines: tuple[Line, ...]
     fingerprint: str
     reversal_of: str | None = None
+    sync_id: str | None = None  # the sync that posted it, once it is in the ledger
 
     @property
     def unit(self) -> str:

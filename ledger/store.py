@@ -418,7 +418,7 @@ def entry_from_document(document: dict) -> JournalEntry:
                          payment_id=source.get("paymentId"), document_date=as_utc(source.get("documentDate"))),
         lines=tuple(Line(account=line["account"], debit=_decimal(line["debit"]), credit=_decimal(line["credit"]))
                     for line in document["lines"]),
-        fingerprint=document["fingerprint"], reversal_of=document.get("reversalOf"),
+        fingerprint=document["fingerprint"], reversal_of=document.get("reversalOf"), sync_id=document.get("syncId"),
     )
 
 
