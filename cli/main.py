@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import sys
+import urllib.error
 from datetime import date
 
 from flows.settings import get_settings
@@ -18,6 +19,7 @@ from flows.settings import get_settings
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_ALREADY_RUNNING = 3
+DEMO_VENDORS = ["acme-traders", "bluebird-cafe"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,7 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     token.set_defaults(handler=_token)
 
     demo = commands.add_parser("demo", help="load a realistic demo data set")
-    demo.add_argument("--vendors", default="acme-traders,bluebird-cafe", help="comma-separated vendor ids")
+    demo.add_argument("--vendors", default=",".join(DEMO_VENDORS), help="comma-separated vendor ids")
     demo.add_argument("--documents", type=int, default=400, help="documents per vendor (default 400)")
     demo.add_argument("--seed", type=int, default=7)
     demo.set_defaults(handler=_demo)
@@ -218,9 +220,15 @@ def _trial_balance(args) -> int:
 
 def _token(args) -> int:
     from api.auth import issue_token
-    from api.settings import get_api_settings
+    from api.settings import ConfigurationError, get_api_settings
 
-    print(issue_token(args.vendor, get_api_settings().jwt_secret_value, ttl_seconds=args.ttl))
+    os.environ.setdefault("LEDGER_ENV", "development")  # the same local secret `ledger-sync up` uses
+    try:
+        secret = get_api_settings().resolve_jwt_secret()
+    except ConfigurationError as error:
+        print(f"ledger-sync: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    print(issue_token(args.vendor, secret, ttl_seconds=args.ttl))
     return 0
 
 
@@ -239,7 +247,34 @@ def _demo(args) -> int:
 def _up(args) -> int:
     from cli.stack import run_stack
 
-    return run_stack(port=args.port, load_demo=not args.no_demo)
+    def load_demo_and_sync(stack) -> None:
+        """Demo data for two vendors and a first sync of each, through the API like a user's click."""
+        from pymongo import MongoClient
+
+        from cli.demo_data import load
+
+        with MongoClient(stack.mongodb_uri) as client:
+            counts = load(client[get_settings().mongodb_db], DEMO_VENDORS, documents=400)
+        print(f"demo data     {sum(counts.values())} new documents for {', '.join(DEMO_VENDORS)}", file=sys.stderr)
+        for vendor in DEMO_VENDORS:
+            print(f"first sync    {vendor}: {_trigger_sync(stack.app_url, vendor)}", file=sys.stderr)
+
+    return run_stack(port=args.port, on_ready=None if args.no_demo else load_demo_and_sync,
+                     token_vendor=DEMO_VENDORS[0] if not args.no_demo else None)
+
+
+def _trigger_sync(app_url: str, vendor: str) -> str:
+    import urllib.request
+
+    with urllib.request.urlopen(f"{app_url}/api/dev/token?vendor={vendor}", timeout=10) as response:
+        token = json.loads(response.read())["token"]
+    request = urllib.request.Request(f"{app_url}/api/ledger/sync-data", data=b"{}", method="POST",
+                                     headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())["syncId"]
+    except urllib.error.HTTPError as error:  # 409: one is running already
+        return json.loads(error.read()).get("message", str(error))
 
 
 def _first_error(error: ValueError) -> str:

@@ -12,10 +12,11 @@ from datetime import datetime
 from decimal import Decimal
 
 from ledger.accounts import ACCOUNTS_PAYABLE, ACCOUNTS_RECEIVABLE
-from ledger.entries import ZERO, JournalEntry
+from ledger.entries import ZERO, JournalEntry, id_text
+from ledger.parsing import InvalidValue, to_utc_datetime
 from ledger.posting import drafts_for
 from ledger.reconcile import Plan, plan_document
-from ledger.sources import Expense, Invoice, Rejection, SourceType
+from ledger.sources import Rejection, SourceType
 from ledger.sync_run import SyncParameters, TypeStats
 from ledger.validation import read_source
 from ledger.verification import open_amount
@@ -75,11 +76,11 @@ def plan_batch(source_type: SourceType, raw_documents: list[dict], existing: lis
     existing_by_source = _by_source(existing)
     batch = BatchPlan()
     for raw in raw_documents:
-        document = read_source(source_type, raw, base_currency)
-        if isinstance(document, (Invoice, Expense)) and not parameters.includes(document.date):
+        if not _in_date_range(source_type, raw, parameters):
             continue  # an ISO-string date the server could not filter on
+        document = read_source(source_type, raw, base_currency)
         batch.scanned += 1
-        key = str(document.id)
+        key = id_text(document.id)
         if isinstance(document, Rejection):
             batch.rejections.append(document)
             batch.open_amount += control_balance(existing_by_source.get(key, []), source_type)
@@ -92,10 +93,24 @@ def plan_batch(source_type: SourceType, raw_documents: list[dict], existing: lis
     return batch
 
 
+def _in_date_range(source_type: SourceType, raw: dict, parameters: SyncParameters) -> bool:
+    """Whether a document is in the run's date range by its own date, whatever that date's
+    BSON type and whether the document is valid or posts at all (a void or invalid
+    document outside the range is no more read than a posting one). A date that cannot
+    be read is let through, for validation to report."""
+    if parameters.covers_everything:
+        return True
+    field = "date" if source_type is SourceType.EXPENSE else "invoiceDate"
+    try:
+        return parameters.includes(to_utc_datetime(raw.get(field)))
+    except InvalidValue:
+        return True
+
+
 def removed_source_entries(existing: list[JournalEntry], present_ids: list) -> list[JournalEntry]:
     """The entries of documents the ledger knows but the source batch no longer has."""
-    present = {str(source_id) for source_id in present_ids}
-    return [entry for entry in existing if str(entry.source.id) not in present]
+    present = {id_text(source_id) for source_id in present_ids}
+    return [entry for entry in existing if id_text(entry.source.id) not in present]
 
 
 def plan_removed_sources(existing: list[JournalEntry], sync_time: datetime) -> list[JournalEntry]:
@@ -109,5 +124,5 @@ def plan_removed_sources(existing: list[JournalEntry], sync_time: datetime) -> l
 def _by_source(entries: list[JournalEntry]) -> dict[str, list[JournalEntry]]:
     by_source: dict[str, list[JournalEntry]] = defaultdict(list)
     for entry in entries:
-        by_source[str(entry.source.id)].append(entry)
+        by_source[id_text(entry.source.id)].append(entry)
     return by_source

@@ -13,6 +13,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from bson import ObjectId
 from pydantic import BaseModel, ConfigDict
 
 from ledger.sources import SourceType
@@ -43,9 +44,17 @@ class SourceRef(BaseModel):
     document_date: datetime | None = None
 
 
+def id_text(value: Any) -> str:
+    """A document or payment `_id` as text for keys: strings and ObjectIds as they read,
+    any other BSON type tagged, so the int 1 and the string "1" stay two documents."""
+    if isinstance(value, (str, ObjectId)):
+        return str(value)
+    return f"{type(value).__name__}:{value}"
+
+
 def unit_key(vendor_id: str, source: SourceRef) -> str:
-    payment = "-" if source.payment_id is None else str(source.payment_id)
-    return f"{vendor_id}|{source.type.value}|{source.id}|{payment}"
+    payment = "-" if source.payment_id is None else id_text(source.payment_id)
+    return f"{vendor_id}|{source.type.value}|{id_text(source.id)}|{payment}"
 
 
 class EntryDraft(BaseModel):

@@ -21,7 +21,7 @@ from pymongo.database import Database
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from ledger.accounts import Account, account_for
-from ledger.entries import ZERO, JournalEntry, Line, SourceRef
+from ledger.entries import ZERO, JournalEntry, Line, SourceRef, id_text
 from ledger.sources import Rejection, SourceType
 from ledger.verification import Balances
 
@@ -282,7 +282,7 @@ class LedgerStore:
         if not rejections:
             return
         documents = [{
-            "_id": f"{sync_id}|{r.type.value}|{r.id}", "syncId": sync_id, "vendorId": r.vendor_id,
+            "_id": f"{sync_id}|{r.type.value}|{id_text(r.id)}", "syncId": sync_id, "vendorId": r.vendor_id,
             "sourceType": r.type.value, "sourceId": r.id, "number": r.number, "field": r.field,
             "reason": r.reason, "recordedAt": at,
         } for r in rejections]

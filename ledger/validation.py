@@ -72,6 +72,7 @@ def _read_invoice(source_type: SourceType, raw: dict, vendor_id: str, number: st
         raise _Reject("total", f"total {total} does not equal subtotal − discountTotal + taxTotal = {expected}; "
                                "correct the invoice totals in the app")
     payments = tuple(_payment(raw_payment, index) for index, raw_payment in enumerate(_list(raw, "payments")))
+    _check_unique_payment_ids(payments)
     return Invoice(
         type=source_type, id=raw.get("_id"), vendor_id=vendor_id, number=number, date=date,
         subtotal=subtotal, discount_total=discount_total, tax_total=tax_total, total=total,
@@ -114,6 +115,18 @@ def _payment(raw: Any, index: int) -> Payment:
         date=_value(to_utc_datetime, raw.get("date"), f"{field}.date"),
         method=_method(raw.get("method"), f"{field}.method"),
     )
+
+
+def _check_unique_payment_ids(payments: tuple[Payment, ...]) -> None:
+    """Each payment is its own posting unit, tied to its `_id`: two payments sharing one
+    would silently collapse into a single entry (and the other amount be lost)."""
+    seen: set[str] = set()
+    for index, payment in enumerate(payments):
+        key = str(payment.id)  # as the ledger keys its posting units
+        if key in seen:
+            raise _Reject(f"payments[{index}]._id", f"payment id {payment.id!r} is used by another payment of this "
+                                                    "invoice; give every payment its own id")
+        seen.add(key)
 
 
 def _check_items(raw: dict, subtotal: Decimal, discount_total: Decimal) -> None:

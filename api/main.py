@@ -1,0 +1,164 @@
+"""The API process: FastAPI (REST, static UI) inside Socket.IO's ASGI app, plus the events bridge.
+
+Run it with `uvicorn api.main:create_app --factory --port 4000` (what
+`ledger-sync up` does), with PREFECT_API_URL and the database configured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import anyio
+import socketio
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from pymongo.errors import PyMongoError
+
+from api import schemas
+from api.auth import issue_token
+from api.deps import get_settings, get_store
+from api.events_bridge import EventsBridge
+from api.orchestrator import Orchestrator
+from api.routes import router
+from api.settings import ApiSettings, ConfigurationError, get_api_settings
+from api.sockets import create_socket_server, emit_to_vendor
+from flows.database import get_store as store_for
+
+log = logging.getLogger("ledger_sync.api")
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+SOCKET_IO_CLIENT = PROJECT_DIR / "node_modules" / "socket.io-client" / "dist" / "socket.io.min.js"
+
+
+def create_app(settings: ApiSettings | None = None, *, start_bridge: bool = True) -> socketio.ASGIApp:
+    """The whole ASGI app: `socketio.ASGIApp(sio, other_asgi_app=fastapi_app)`.
+
+    The FastAPI app is `.fastapi_app` and the Socket.IO server `.sio` on the returned object.
+    """
+    settings = settings or get_api_settings()
+    jwt_secret = settings.resolve_jwt_secret()  # refuses to start without one (outside development)
+    api_url = settings.prefect_api_url or _prefect_api_url_from_profile()
+    if not api_url:
+        raise ConfigurationError("PREFECT_API_URL is not set: the API triggers syncs on a Prefect server "
+                                 "(`ledger-sync up` starts one and sets it).")
+    cors = settings.cors_origins
+    sio = create_socket_server(jwt_secret, "*" if cors == ["*"] else (cors or None), settings.redis_url)
+    orchestrator = Orchestrator(api_url, settings.prefect_deployment)
+
+    async def forward(event: str, payload: dict, vendor_id: str) -> None:
+        await emit_to_vendor(sio, event, payload, vendor_id, local_only=True)
+
+    bridge = EventsBridge(api_url, lambda: store_for(settings), forward)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await orchestrator.start()
+        try:  # create the indexes once, before the first request
+            await anyio.to_thread.run_sync(lambda: store_for(settings))
+        except Exception as error:  # noqa: BLE001 - health reports it; requests will retry
+            log.error("database not reachable at start-up: %s", error)
+        if start_bridge:
+            bridge.start()
+        try:
+            yield
+        finally:
+            await bridge.stop()
+            await orchestrator.close()
+            await _stop_socket_server(sio)
+
+    app = FastAPI(title="Ledger Sync API", version="0.1.0", lifespan=lifespan,
+                  description="Trigger and follow ledger syncs. Authenticate with `Authorization: Bearer <JWT>` "
+                              "(HS256, `vendorId` and `exp` claims). Live progress: Socket.IO at `/socket.io` "
+                              "(`auth: {token}`, then emit `join_vendor_room`; events `sync_progress`, "
+                              "`sync_complete`, `sync_error`).")
+    app.state.settings = settings
+    app.state.jwt_secret = jwt_secret
+    app.state.sio = sio
+    app.state.orchestrator = orchestrator
+    app.state.bridge = bridge
+    if cors:
+        app.add_middleware(CORSMiddleware, allow_origins=cors, allow_methods=["GET", "POST", "OPTIONS"],
+                           allow_headers=["Authorization", "Content-Type"], allow_credentials=False)
+    app.include_router(router)
+
+    @app.exception_handler(PyMongoError)
+    async def database_unavailable(request: Request, error: PyMongoError):
+        log.error("database error on %s %s: %s", request.method, request.url.path, error)
+        return JSONResponse(status_code=503, content={"detail": {
+            "code": "database_unavailable",
+            "message": "The database is not reachable right now; try again in a moment."}})
+
+    @app.get("/api/health", response_model=schemas.Health, tags=["ops"], summary="Liveness and dependencies")
+    async def health(request: Request, settings: ApiSettings = Depends(get_settings)):
+        try:
+            store = await anyio.to_thread.run_sync(lambda: store_for(settings))
+            await anyio.to_thread.run_sync(lambda: store.db.command("ping"))
+            database = True
+        except Exception:  # noqa: BLE001
+            database = False
+        prefect = await orchestrator.healthy()
+        body = {"status": "ok" if database and prefect else "degraded", "database": database, "prefect": prefect,
+                "eventsBridge": bridge.connected}
+        return JSONResponse(body, status_code=200 if database else 503)
+
+    if settings.is_development:
+        @app.get("/api/dev/vendors", tags=["development"], summary="Vendors that have source data (dev only)")
+        async def dev_vendors(store=Depends(get_store)):
+            return {"vendors": await anyio.to_thread.run_sync(store.source_vendor_ids)}
+
+        @app.get("/api/dev/token", tags=["development"], summary="A token for a vendor (dev only)")
+        async def dev_token(vendor: str = Query(..., min_length=1, max_length=128)):
+            try:
+                return {"token": issue_token(vendor, jwt_secret, settings.ledger_token_ttl_seconds)}
+            except ValueError as error:
+                raise HTTPException(422, detail={"code": "invalid_vendor", "message": str(error)}) from None
+
+    @app.get("/", include_in_schema=False)
+    async def index():
+        page = STATIC_DIR / "index.html"
+        if not page.exists():
+            return JSONResponse({"detail": "The web UI is not installed; see /docs for the API."}, status_code=404)
+        return FileResponse(page, headers={"Cache-Control": "no-cache"})
+
+    @app.get("/static/vendor/socket.io.min.js", include_in_schema=False)
+    async def socket_io_client():
+        if not SOCKET_IO_CLIENT.exists():
+            raise HTTPException(404, detail="socket.io client not installed (run `npm install`)")
+        return FileResponse(SOCKET_IO_CLIENT, media_type="application/javascript",
+                            headers={"Cache-Control": "public, max-age=86400"})
+
+    if STATIC_DIR.is_dir():
+        app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    asgi = socketio.ASGIApp(sio, other_asgi_app=app, socketio_path="socket.io")
+    asgi.fastapi_app = app
+    asgi.sio = sio
+    asgi.bridge = bridge
+    return asgi
+
+
+async def _stop_socket_server(sio: socketio.AsyncServer) -> None:
+    """Stop Socket.IO's background tasks (Engine.IO's service task, the Redis listener)."""
+    try:
+        await asyncio.wait_for(sio.shutdown(), 2)
+    except Exception:  # noqa: BLE001
+        pass
+    listener = getattr(sio.manager, "thread", None)
+    if isinstance(listener, asyncio.Future) and not listener.done():
+        listener.cancel()
+        await asyncio.wait([listener], timeout=2)
+
+
+def _prefect_api_url_from_profile() -> str | None:
+    try:
+        from prefect.settings import PREFECT_API_URL
+
+        return PREFECT_API_URL.value()
+    except Exception:  # noqa: BLE001
+        return None

@@ -1,0 +1,262 @@
+"""REST under /api/ledger: trigger, follow, cancel and resume syncs; read the books.
+
+Every route is authenticated; the token's vendor is the only vendor a caller
+can touch. A sync id of another vendor answers 404, exactly like an id that
+does not exist, so nothing tells whether another vendor's sync exists.
+"""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+from typing import Annotated, Any
+
+from bson import ObjectId
+from bson.decimal128 import Decimal128
+from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Request, status
+from fastapi.responses import JSONResponse
+
+from api import schemas
+from api.auth import current_vendor, forbidden, not_found
+from api.deps import blocking, get_orchestrator, get_settings, get_sio, get_store
+from api.orchestrator import Orchestrator
+from api.settings import ApiSettings
+from api.sockets import SYNC_COMPLETE, SYNC_ERROR, SYNC_PROGRESS, emit_to_vendor
+from flows.runs import open_run, reopen_for_resume, run_view, summary_view
+from ledger.accounts import account_for
+from ledger.sources import SYNC_TYPES, SourceType
+from ledger.store import LedgerStore, SyncAlreadyRunning, utc_now
+from ledger.sync_run import SyncParameters
+from ledger.verification import trial_balance as compute_trial_balance
+
+log = logging.getLogger("ledger_sync.api")
+
+AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"model": schemas.ErrorResponse, "description": "missing_token, invalid_token or token_expired"},
+}
+NOT_FOUND = {404: {"model": schemas.ErrorResponse, "description": "No such sync run for this vendor"}}
+SyncId = Annotated[str, Path(alias="syncId", min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:@-]+$",
+                              description="The run's syncId")]
+
+router = APIRouter(prefix="/api/ledger", tags=["ledger"], responses=AUTH_RESPONSES)
+
+
+# ---- helpers -------------------------------------------------------------------
+
+def queued_snapshot(run: dict) -> dict:
+    """The first `sync_progress` a room hears, straight from the run record."""
+    progress = run.get("progress") or {}
+    totals = (run.get("stats") or {}).get("total") or {}
+    return {"syncId": run["syncId"], "vendorId": run["vendorId"], "state": "queued",
+            "step": progress.get("step", "check_existing"), "stepIndex": progress.get("stepIndex", 0),
+            "stepsTotal": progress.get("stepsTotal", 5), "percent": progress.get("percent", 0.0),
+            "processed": progress.get("processed", 0), "total": progress.get("total", 0),
+            "stats": {k: totals.get(k, 0) for k in ("synced", "skipped", "reversed", "errors")},
+            "message": progress.get("message") or "Queued"}
+
+
+async def _owned_run(store: LedgerStore, sync_id: str, vendor_id: str) -> dict:
+    run = await blocking(store.run, sync_id, vendor_id)
+    if run is None:
+        raise not_found()
+    return run
+
+
+async def _start_flow(request: Request, store: LedgerStore, orchestrator: Orchestrator, run: dict) -> JSONResponse | None:
+    """Trigger the deployment for an opened (queued) run; on failure settle the run so the vendor is not blocked."""
+    sio = get_sio(request)
+    sync_id, vendor_id = run["syncId"], run["vendorId"]
+    try:
+        flow_run_id = await orchestrator.trigger(vendor_id, sync_id, run.get("parameters") or {},
+                                                 attempt=run.get("attempts", 1))
+    except Exception as error:  # noqa: BLE001 - Prefect down, deployment missing, ...
+        log.error("could not trigger a flow run for %s: %s", sync_id, error)
+        message = ("The sync could not be started: the orchestrator (Prefect) is unavailable or the deployment "
+                   f"is missing ({type(error).__name__}). Try again in a moment.")
+        failed = await blocking(store.finish_active_run, sync_id, {"state": "failed", "error": message,
+                                                                   "endedAt": utc_now()})
+        if failed is not None:
+            await emit_to_vendor(sio, SYNC_ERROR, {"syncId": sync_id, "vendorId": vendor_id, "error": message,
+                                                   "state": "failed"}, vendor_id)
+        return JSONResponse(status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+                            content={"success": False, "message": message, "syncId": sync_id})
+    attached = await blocking(store.attach_flow_run, sync_id, flow_run_id)
+    if attached is None:  # cancelled while we were triggering: make sure the flow run never does anything
+        try:
+            await orchestrator.cancel(flow_run_id)
+        except Exception:  # noqa: BLE001
+            log.warning("could not cancel flow run %s of settled sync %s", flow_run_id, sync_id, exc_info=True)
+    return None
+
+
+def _money(value: Any) -> str:
+    if isinstance(value, Decimal128):
+        value = value.to_decimal()
+    return str(Decimal(str(value)).quantize(Decimal("0.01")))
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if hasattr(value, "isoformat") else (None if value is None else str(value))
+
+
+def _entry_view(document: dict) -> dict:
+    source = document.get("source") or {}
+    return {
+        "id": str(document["_id"]), "date": _iso(document.get("date")),
+        "source": {"type": source.get("type"), "id": str(source.get("id")), "number": source.get("number"),
+                   "paymentId": None if source.get("paymentId") is None else str(source["paymentId"])},
+        "lines": [{"account": line["account"], "debit": _money(line["debit"]), "credit": _money(line["credit"])}
+                  for line in document.get("lines", [])],
+        "reversalOf": document.get("reversalOf"), "syncId": document.get("syncId"),
+        "postedAt": _iso(document.get("postedAt")),
+    }
+
+
+# ---- syncs --------------------------------------------------------------------
+
+@router.post("/sync-data", status_code=status.HTTP_202_ACCEPTED, response_model=schemas.SyncAccepted,
+             summary="Start a sync of the caller's data",
+             responses={409: {"model": schemas.SyncConflict, "description": "A sync is already running (its syncId)"},
+                        403: {"model": schemas.ErrorResponse, "description": "vendorId is not the token's vendor"},
+                        503: {"model": schemas.SyncConflict, "description": "The orchestrator is unavailable"}})
+async def sync_data(request: Request, body: schemas.SyncDataRequest | None = Body(default=None),
+                    vendor_id: str = Depends(current_vendor), settings: ApiSettings = Depends(get_settings),
+                    store: LedgerStore = Depends(get_store), orchestrator: Orchestrator = Depends(get_orchestrator)):
+    body = body or schemas.SyncDataRequest()
+    if body.vendorId is not None and body.vendorId != vendor_id:
+        raise forbidden("This token can only start syncs of its own vendor.")
+    parameters = SyncParameters(dateFrom=body.dateFrom, dateTo=body.dateTo, types=body.types, full=body.full)
+    try:
+        run = await blocking(open_run, store, vendor_id, parameters, settings.ledger_incremental_overlap_seconds,
+                             settings.ledger_stale_after_seconds, state="queued")
+    except SyncAlreadyRunning as running:
+        return JSONResponse(status_code=status.HTTP_409_CONFLICT, content=schemas.SyncConflict(
+            message="A sync is already running for this vendor; follow it with its syncId.",
+            syncId=running.sync_id).model_dump())
+    await emit_to_vendor(get_sio(request), SYNC_PROGRESS, queued_snapshot(run), vendor_id)
+    failure = await _start_flow(request, store, orchestrator, run)
+    if failure is not None:
+        return failure
+    return schemas.SyncAccepted(syncId=run["syncId"])
+
+
+@router.get("/sync-status/{syncId}", response_model=schemas.RunView, responses=NOT_FOUND,
+            summary="The latest progress snapshot of a run (the polling fallback)")
+async def sync_status(sync_id: SyncId, vendor_id: str = Depends(current_vendor),
+                      store: LedgerStore = Depends(get_store)):
+    return run_view(await _owned_run(store, sync_id, vendor_id))
+
+
+@router.get("/sync-runs", response_model=schemas.RunList, summary="Run history with statistics, newest first")
+async def sync_runs(limit: int = Query(20, ge=1, le=200), vendor_id: str = Depends(current_vendor),
+                    store: LedgerStore = Depends(get_store)):
+    runs = await blocking(store.runs_of, vendor_id, limit)
+    return {"vendorId": vendor_id, "runs": [run_view(run) for run in runs]}
+
+
+@router.post("/sync-runs/{syncId}/cancel", response_model=schemas.CancelResult, status_code=status.HTTP_202_ACCEPTED,
+             summary="Cancel a queued or running sync",
+             responses={**NOT_FOUND, 409: {"model": schemas.CancelResult, "description": "The run is not active"}})
+async def cancel_run(request: Request, sync_id: SyncId, vendor_id: str = Depends(current_vendor),
+                     store: LedgerStore = Depends(get_store), orchestrator: Orchestrator = Depends(get_orchestrator)):
+    run = await _owned_run(store, sync_id, vendor_id)
+    flagged = await blocking(store.request_cancel, sync_id, vendor_id, utc_now()) if run.get("active") else None
+    if flagged is None:
+        run = await _owned_run(store, sync_id, vendor_id)
+        return JSONResponse(status_code=status.HTTP_409_CONFLICT, content=schemas.CancelResult(
+            success=False, syncId=sync_id, state=run["state"],
+            message=f"This sync is not running (it is {run['state']}).").model_dump())
+    flow_run_id = flagged.get("flowRunId")
+    outcome = "cancelling"
+    if flow_run_id:
+        try:
+            outcome = await orchestrator.cancel(flow_run_id)
+        except Exception as error:  # noqa: BLE001 - the flag alone stops the flow at its next batch
+            log.warning("could not cancel flow run %s of %s in Prefect: %s", flow_run_id, sync_id, error)
+    if flow_run_id is None or outcome == "cancelled":
+        # It never started (and now never will): settle the record here.
+        settled = await blocking(store.finish_active_run, sync_id, {
+            "state": "cancelled", "endedAt": utc_now(), "error": None, "progress.message": "Cancelled"},
+            flow_run_id=flow_run_id, only_if_flow_run=True)
+        if settled is not None and flow_run_id is None:  # no Prefect event will ever tell the room
+            await emit_to_vendor(get_sio(request), SYNC_COMPLETE, summary_view(settled), vendor_id)
+        return schemas.CancelResult(success=True, syncId=sync_id, state="cancelled",
+                                    message="The sync was cancelled before it started.")
+    return schemas.CancelResult(success=True, syncId=sync_id, state="cancelling",
+                                message="Cancelling: the sync stops after its current batch.")
+
+
+@router.post("/sync-runs/{syncId}/resume", response_model=schemas.SyncAccepted, status_code=status.HTTP_202_ACCEPTED,
+             summary="Resume a failed, crashed or cancelled sync from its last checkpoint",
+             responses={**NOT_FOUND, 409: {"model": schemas.SyncConflict,
+                                           "description": "Not resumable, or another sync is running (its syncId)"}})
+async def resume_run(request: Request, sync_id: SyncId, vendor_id: str = Depends(current_vendor),
+                     store: LedgerStore = Depends(get_store), orchestrator: Orchestrator = Depends(get_orchestrator)):
+    try:
+        run = await blocking(reopen_for_resume, store, sync_id, vendor_id)
+    except LookupError:
+        raise not_found() from None
+    except ValueError as error:
+        return JSONResponse(status_code=status.HTTP_409_CONFLICT, content=schemas.SyncConflict(
+            message=str(error), syncId=sync_id).model_dump())
+    except SyncAlreadyRunning as running:
+        return JSONResponse(status_code=status.HTTP_409_CONFLICT, content=schemas.SyncConflict(
+            message="Another sync is running for this vendor; follow it with its syncId.",
+            syncId=running.sync_id).model_dump())
+    await emit_to_vendor(get_sio(request), SYNC_PROGRESS, queued_snapshot(run), vendor_id)
+    failure = await _start_flow(request, store, orchestrator, run)
+    if failure is not None:
+        return failure
+    return schemas.SyncAccepted(syncId=sync_id, message="Sync resumed from its last checkpoint. "
+                                                        "You will receive real-time updates.")
+
+
+@router.get("/sync-runs/{syncId}/errors", response_model=schemas.RejectedList, responses=NOT_FOUND,
+            summary="The documents a run rejected, with the field and the reason")
+async def run_errors(sync_id: SyncId, limit: int = Query(500, ge=1, le=5000),
+                     vendor_id: str = Depends(current_vendor), store: LedgerStore = Depends(get_store)):
+    await _owned_run(store, sync_id, vendor_id)
+    rows = await blocking(store.rejections, sync_id, vendor_id, limit)
+    return {"syncId": sync_id, "errors": [
+        {"sourceType": row.get("sourceType"), "sourceId": str(row.get("sourceId")), "number": row.get("number"),
+         "field": row.get("field"), "reason": row.get("reason") or "", "recordedAt": _iso(row.get("recordedAt"))}
+        for row in rows]}
+
+
+# ---- the books ------------------------------------------------------------------
+
+@router.get("/trial-balance", response_model=schemas.TrialBalanceView, summary="Net balance per account")
+async def trial_balance(vendor_id: str = Depends(current_vendor), store: LedgerStore = Depends(get_store)):
+    tb = compute_trial_balance(await blocking(store.balances, vendor_id))
+    accounts = {}
+    for key in tb.balances:
+        try:
+            account = account_for(key)
+            accounts[key] = {"name": account.name, "code": account.code, "type": account.type.value}
+        except KeyError:
+            accounts[key] = {"name": key, "code": "", "type": "unknown"}
+    return {"vendorId": vendor_id, "balances": {key: _money(amount) for key, amount in tb.balances.items()},
+            "totalDebit": _money(tb.total_debit), "totalCredit": _money(tb.total_credit), "accounts": accounts}
+
+
+@router.get("/entries", response_model=schemas.EntryList, summary="The journal entries of one source document",
+            responses={422: {"description": "Unknown sourceType"}})
+async def entries(sourceId: str = Query(..., min_length=1, max_length=200, description="The document's _id"),
+                  sourceType: str | None = Query(None, description="sales_invoice | purchase_invoice | expense "
+                                                                   "(or the plural step names)"),
+                  vendor_id: str = Depends(current_vendor), store: LedgerStore = Depends(get_store)):
+    source_type = None
+    if sourceType:
+        try:
+            source_type = SYNC_TYPES.get(sourceType) or SourceType(sourceType)
+        except ValueError:
+            raise HTTPException(422, detail=[{
+                "loc": ["query", "sourceType"], "type": "enum",
+                "msg": f"unknown sourceType {sourceType!r}; use one of "
+                       f"{', '.join(t.value for t in SourceType)}"}]) from None
+    candidates: list[Any] = [sourceId]  # a plain string, never an operator document
+    if ObjectId.is_valid(sourceId) and len(sourceId) == 24:
+        candidates.append(ObjectId(sourceId))
+    documents = await blocking(store.entries_for_source_ids, vendor_id, source_type, candidates)
+    return {"vendorId": vendor_id, "sourceType": source_type.value if source_type else None, "sourceId": sourceId,
+            "entries": [_entry_view(document) for document in documents]}

@@ -1,0 +1,200 @@
+"""Request and response models: what OpenAPI (/docs) shows for every route. Money is always a decimal string."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from ledger.sync_run import ALL_TYPES
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(examples=["invalid_token"])
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    detail: ErrorDetail
+
+
+class SyncDataRequest(BaseModel):
+    """What to sync; every field is optional (default: everything that changed since the last sync)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [{"dateFrom": "2026-01-01", "dateTo": "2026-03-31", "types": ["sales_invoices"], "full": False}]})
+
+    dateFrom: date | None = Field(default=None, description="Inclusive, on the document's own date (YYYY-MM-DD).")
+    dateTo: date | None = Field(default=None, description="Inclusive (YYYY-MM-DD); not before dateFrom.")
+    types: list[str] | None = Field(default=None, description=f"A non-empty subset of {', '.join(ALL_TYPES)}.")
+    full: bool = Field(default=False, description="Reconcile everything, detecting hard deletes.")
+    vendorId: str | None = Field(default=None, description="Optional; when given it must be the token's vendor.")
+
+    @field_validator("types")
+    @classmethod
+    def _known_types(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        unknown = [t for t in value if t not in ALL_TYPES]
+        if unknown:
+            raise ValueError(f"unknown type(s) {', '.join(unknown)}; choose from {', '.join(ALL_TYPES)}")
+        if not value:
+            raise ValueError(f"choose at least one of {', '.join(ALL_TYPES)}")
+        return [t for t in ALL_TYPES if t in value]
+
+    @field_validator("dateTo")
+    @classmethod
+    def _not_before_from(cls, value: date | None, info: ValidationInfo) -> date | None:
+        start = info.data.get("dateFrom")
+        if value is not None and start is not None and start > value:
+            raise ValueError(f"dateFrom {start} is after dateTo {value}")
+        return value
+
+
+class SyncAccepted(BaseModel):
+    success: bool = True
+    message: str = "Data sync started. You will receive real-time updates."
+    syncId: str = Field(examples=["sync_acme_1767225600000"])
+
+
+class SyncConflict(BaseModel):
+    success: bool = False
+    message: str
+    syncId: str
+
+
+class TypeStats(BaseModel):
+    scanned: int = 0
+    synced: int = 0
+    reversed: int = 0
+    skipped: int = 0
+    errors: int = 0
+
+
+class Stats(BaseModel):
+    total: TypeStats
+    sales_invoices: TypeStats
+    purchase_invoices: TypeStats
+    expenses: TypeStats
+
+
+class Progress(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    step: str
+    stepIndex: int
+    stepsTotal: int
+    percent: float
+    processed: int = 0
+    total: int = 0
+    message: str | None = None
+
+
+class StepView(BaseModel):
+    name: str
+    state: str = Field(description="pending | running | completed | skipped | failed | cancelled")
+    processed: int
+    total: int
+    startedAt: str | None = None
+    endedAt: str | None = None
+    durationMs: int | None = None
+
+
+class RunView(BaseModel):
+    """The latest snapshot of a sync run (also the polling fallback when the socket fails)."""
+
+    syncId: str
+    vendorId: str
+    state: str = Field(description="queued | running | cancelling | completed | failed | crashed | cancelled")
+    parameters: dict[str, Any]
+    progress: Progress | None = None
+    steps: list[StepView]
+    stats: Stats
+    verification: dict[str, Any] | None = None
+    error: str | None = None
+    errorsCount: int = 0
+    durationMs: int | None = None
+    documentsPerSecond: float | None = None
+    startedAt: str | None = None
+    endedAt: str | None = None
+    flowRunId: str | None = None
+    resumable: bool
+    attempts: int = 1
+
+
+class RunList(BaseModel):
+    vendorId: str
+    runs: list[RunView]
+
+
+class CancelResult(BaseModel):
+    success: bool
+    syncId: str
+    state: str
+    message: str
+
+
+class RejectedDocument(BaseModel):
+    sourceType: str
+    sourceId: str
+    number: str | None = None
+    field: str | None = None
+    reason: str
+    recordedAt: str | None = None
+
+
+class RejectedList(BaseModel):
+    syncId: str
+    errors: list[RejectedDocument]
+
+
+class AccountView(BaseModel):
+    name: str
+    code: str
+    type: str
+
+
+class TrialBalanceView(BaseModel):
+    vendorId: str
+    balances: dict[str, str] = Field(description="Debits − credits per account, zero balances left out.")
+    totalDebit: str
+    totalCredit: str
+    accounts: dict[str, AccountView]
+
+
+class LineView(BaseModel):
+    account: str
+    debit: str
+    credit: str
+
+
+class SourceView(BaseModel):
+    type: str
+    id: str
+    number: str | None = None
+    paymentId: str | None = None
+
+
+class EntryView(BaseModel):
+    id: str
+    date: str | None = None
+    source: SourceView
+    lines: list[LineView]
+    reversalOf: str | None = None
+    syncId: str | None = None
+    postedAt: str | None = None
+
+
+class EntryList(BaseModel):
+    vendorId: str
+    sourceType: str | None
+    sourceId: str
+    entries: list[EntryView]
+
+
+class Health(BaseModel):
+    status: str
+    database: bool
+    prefect: bool
+    eventsBridge: bool

@@ -1,0 +1,189 @@
+"""Every route and the socket refuse a caller without a valid token, and never show another vendor's data."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+
+import jwt
+import pytest
+import socketio
+
+from api.auth import issue_token
+from tests.api.conftest import SECRET, bearer, token_for
+
+ROUTES = [
+    ("POST", "/api/ledger/sync-data"),
+    ("GET", "/api/ledger/sync-status/sync_x_1"),
+    ("GET", "/api/ledger/sync-runs"),
+    ("POST", "/api/ledger/sync-runs/sync_x_1/cancel"),
+    ("POST", "/api/ledger/sync-runs/sync_x_1/resume"),
+    ("GET", "/api/ledger/sync-runs/sync_x_1/errors"),
+    ("GET", "/api/ledger/trial-balance"),
+    ("GET", "/api/ledger/entries?sourceId=abc"),
+]
+
+
+def _b64(data: dict) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+
+def bad_tokens() -> dict[str, tuple[str | None, str]]:
+    now = int(time.time())
+    return {
+        "missing": (None, "missing_token"),
+        "garbage": ("Bearer not-a-jwt", "invalid_token"),
+        "wrong scheme": (f"Basic {token_for('v1')}", "invalid_token"),
+        "wrong signature": ("Bearer " + issue_token("v1", "another-secret-" + "y" * 40), "invalid_token"),
+        "alg none": ("Bearer " + _b64({"alg": "none", "typ": "JWT"}) + "." + _b64({"vendorId": "v1", "exp": now + 600})
+                     + ".", "invalid_token"),
+        "HS512": ("Bearer " + jwt.encode({"vendorId": "v1", "exp": now + 600}, SECRET, algorithm="HS512"),
+                  "invalid_token"),
+        "no exp": ("Bearer " + jwt.encode({"vendorId": "v1"}, SECRET, algorithm="HS256"), "invalid_token"),
+        "no vendorId": ("Bearer " + jwt.encode({"exp": now + 600}, SECRET, algorithm="HS256"), "invalid_token"),
+        "vendorId not a string": ("Bearer " + jwt.encode({"exp": now + 600, "vendorId": {"$ne": 1}}, SECRET,
+                                                         algorithm="HS256"), "invalid_token"),
+        "expired": ("Bearer " + jwt.encode({"vendorId": "v1", "exp": now - 60}, SECRET, algorithm="HS256"),
+                    "token_expired"),
+    }
+
+
+CASES = ["missing", "garbage", "wrong scheme", "wrong signature", "alg none", "HS512", "no exp", "no vendorId",
+         "vendorId not a string", "expired"]
+
+
+@pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
+@pytest.mark.parametrize("case", CASES)
+async def test_every_route_refuses_a_bad_token(http, case):
+    header, code = bad_tokens()[case]
+    for method, path in ROUTES:
+        headers = {"Authorization": header} if header else {}
+        response = await http.request(method, path, headers=headers)
+        assert response.status_code == 401, (case, path, response.text)
+        detail = response.json()["detail"]
+        assert detail["code"] == code and detail["message"], (case, path, detail)
+        assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+async def test_another_vendors_sync_is_not_found_like_a_missing_one(http, mongo, new_vendor):
+    owner, intruder = new_vendor("own"), new_vendor("intr")
+    mongo.ledger_sync_runs.insert_one({"_id": f"sync_{owner}_1", "syncId": f"sync_{owner}_1", "vendorId": owner,
+                                       "state": "failed", "parameters": {}, "steps": {}, "stats": {}})
+    mongo.ledger_sync_errors.insert_one({"_id": "e1", "syncId": f"sync_{owner}_1", "vendorId": owner,
+                                         "sourceType": "expense", "sourceId": "x", "reason": "secret"})
+    for method, suffix in [("GET", "sync-status/{}"), ("GET", "sync-runs/{}/errors"), ("POST", "sync-runs/{}/cancel"),
+                           ("POST", "sync-runs/{}/resume")]:
+        theirs = await http.request(method, "/api/ledger/" + suffix.format(f"sync_{owner}_1"), headers=bearer(intruder))
+        nobody = await http.request(method, "/api/ledger/" + suffix.format(f"sync_{owner}_2"), headers=bearer(intruder))
+        assert theirs.status_code == nobody.status_code == 404, (suffix, theirs.text)
+        assert theirs.json() == nobody.json()
+    runs = (await http.get("/api/ledger/sync-runs", headers=bearer(intruder))).json()
+    assert runs == {"vendorId": intruder, "runs": []}
+    # the owner sees it
+    assert (await http.get(f"/api/ledger/sync-status/sync_{owner}_1", headers=bearer(owner))).status_code == 200
+    # naming another vendor in the body is forbidden
+    forbidden = await http.post("/api/ledger/sync-data", headers=bearer(intruder), json={"vendorId": owner})
+    assert forbidden.status_code == 403 and forbidden.json()["detail"]["code"] == "forbidden"
+    assert mongo.ledger_sync_runs.count_documents({"vendorId": {"$in": [owner, intruder]}, "active": True}) == 0
+
+
+async def test_entries_never_take_an_operator_from_the_client(http, mongo, new_vendor):
+    vendor = new_vendor("inj")
+    mongo.ledger_entries.insert_one({"_id": f"{vendor}-e1", "vendorId": vendor, "date": None,
+                                     "source": {"type": "expense", "id": "plain-id"}, "lines": [],
+                                     "fingerprint": "f", "syncId": "s"})
+    ok = await http.get("/api/ledger/entries", params={"sourceId": "plain-id", "sourceType": "expense"},
+                        headers=bearer(vendor))
+    assert ok.status_code == 200 and [e["id"] for e in ok.json()["entries"]] == [f"{vendor}-e1"]
+    for attempt in ('{"$ne": null}', "[$ne]=1"):
+        response = await http.get("/api/ledger/entries", params={"sourceId": attempt}, headers=bearer(vendor))
+        assert response.status_code == 200 and response.json()["entries"] == []
+    response = await http.get("/api/ledger/entries?sourceId[$ne]=x", headers=bearer(vendor))
+    assert response.status_code == 422
+    bad_type = await http.get("/api/ledger/entries", params={"sourceId": "x", "sourceType": "invoices"},
+                              headers=bearer(vendor))
+    assert bad_type.status_code == 422 and "sourceType" in bad_type.text
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"dateFrom": "2026-13-01"}, "dateFrom"),
+    ({"dateTo": "yesterday"}, "dateTo"),
+    ({"dateFrom": "2026-03-01", "dateTo": "2026-02-01"}, "dateTo"),
+    ({"types": ["sales_invoices", "bananas"]}, "types"),
+    ({"types": []}, "types"),
+    ({"full": "maybe"}, "full"),
+    ({"surprise": 1}, "surprise"),
+])
+async def test_bad_parameters_are_422_naming_the_field(http, new_vendor, body, field):
+    response = await http.post("/api/ledger/sync-data", headers=bearer(new_vendor()), json=body)
+    assert response.status_code == 422, response.text
+    assert any(field in entry["loc"] for entry in response.json()["detail"]), response.json()
+
+
+@pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
+async def test_socket_refuses_bad_tokens_with_a_code(api):
+    cases = {name: (header.split(" ", 1)[1] if header else None, code)
+             for name, (header, code) in bad_tokens().items() if name != "wrong scheme"}
+    for name, (token, code) in cases.items():
+        client = socketio.AsyncClient(reconnection=False)
+        refusals = []
+        client.on("connect_error", lambda data: refusals.append(data))
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            await client.connect(api.url, auth={"token": token} if token else None, transports=["websocket"],
+                                 wait_timeout=5)
+        assert refusals and refusals[0]["message"] == "unauthorized", (name, refusals)
+        assert refusals[0]["data"]["code"] == code, (name, refusals)
+        await client.disconnect()
+
+
+async def test_socket_refusal_carries_the_code(api):
+    """The JS client sees err.data.code; check the raw Engine.IO/Socket.IO handshake answer."""
+    import httpx
+
+    async with httpx.AsyncClient(base_url=api.url) as client:
+        handshake = await client.get("/socket.io/?EIO=4&transport=polling")
+        sid = json.loads(handshake.text[1:])["sid"]
+        await client.post(f"/socket.io/?EIO=4&transport=polling&sid={sid}", content='40{"token":"garbage"}')
+        answer = await client.get(f"/socket.io/?EIO=4&transport=polling&sid={sid}")
+        assert answer.text.startswith("44"), answer.text
+        payload = json.loads(answer.text[2:])
+        assert payload["message"] == "unauthorized" and payload["data"]["code"] == "invalid_token"
+
+
+async def test_dev_routes_only_in_development(stack_env):
+    import httpx
+
+    from api.main import create_app
+    from tests.api.conftest import api_settings
+
+    production = create_app(api_settings(stack_env, ledger_env="production"), start_bridge=False)
+    transport = httpx.ASGITransport(app=production.fastapi_app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://x") as client:
+        assert (await client.get("/api/dev/token?vendor=v1")).status_code == 404
+        assert (await client.get("/api/dev/vendors")).status_code == 404
+
+
+def test_no_secret_outside_development_refuses_to_start(stack_env, tmp_path):
+    from api.main import create_app
+    from api.settings import ConfigurationError
+    from tests.api.conftest import api_settings
+
+    with pytest.raises(ConfigurationError, match="LEDGER_JWT_SECRET"):
+        create_app(api_settings(stack_env, ledger_jwt_secret=None, ledger_env="production"))
+    dev = api_settings(stack_env, ledger_jwt_secret=None, ledger_env="development", ledger_home=tmp_path)
+    first = dev.resolve_jwt_secret()
+    assert first == dev.resolve_jwt_secret() and len(first) >= 32
+    assert (tmp_path / "jwt-secret").stat().st_mode & 0o777 == 0o600
+
+
+async def test_openapi_describes_every_route(http):
+    spec = (await http.get("/openapi.json")).json()
+    paths = spec["paths"]
+    for method, path in ROUTES:
+        template = path.split("?")[0].replace("sync_x_1", "{syncId}")
+        operation = paths[template][method.lower()]
+        assert operation.get("summary") and "401" in operation["responses"], template
+        success = next(code for code in operation["responses"] if code.startswith("2"))
+        assert operation["responses"][success]["content"]["application/json"]["schema"], template
+    assert "/api/health" in paths
