@@ -3,9 +3,10 @@
 Reading and planning batch k+1 overlaps with writing batch k (a writer thread;
 pymongo releases the GIL while it waits on the server), so the sync runs close
 to the database's own write speed. The writer applies batches strictly in
-order, and each batch ends with one checkpoint update, so a resumed or retried
-step continues after the last batch whose checkpoint landed; anything written
-past it is rewritten as a no-op (deterministic ids).
+order, and each batch ends with one checkpoint update (position, statistics and
+the balances of what the run wrote so far), so a resumed or retried step
+continues after the last batch whose checkpoint landed; anything written past
+it is recognised as this run's own (deterministic ids, `syncId`) and counted once.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import os
 import queue
 import signal
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -25,8 +26,9 @@ from flows.settings import get_settings
 from ledger.batch import BatchPlan, plan_batch, plan_removed_sources, removed_source_entries
 from ledger.entries import JournalEntry
 from ledger.sources import SYNC_TYPES, Rejection
-from ledger.store import LedgerStore, SourceQuery, source_phases, utc_now
+from ledger.store import LedgerStore, SourceQuery, balances_from_document, balances_to_document, source_phases, utc_now
 from ledger.sync_run import STEP_LABELS, SyncStats, TypeStats
+from ledger.verification import balances_of, is_balanced
 
 log = logging.getLogger("ledger_sync.sync")
 
@@ -35,16 +37,20 @@ class SyncCancelled(Exception):
     pass
 
 
+class LedgerInconsistent(Exception):
+    """The books fail verification: never retried, the run fails with the reason."""
+
+
 @dataclass
 class _Write:
     """One batch, planned, waiting to be written."""
 
     plan: BatchPlan
-    removed: list[JournalEntry]
+    removed: list[JournalEntry]  # entries of documents gone from the source (full sync)
+    earlier: list[JournalEntry]  # what this run already wrote for these documents before an interruption
     phase: int
     last_id: Any
     documents: int
-    new_accounts: set[str] = field(default_factory=set)
 
 
 class _Writer:
@@ -94,6 +100,8 @@ class DocumentStep:
         self.step_record = run["steps"][sync_type]
         self.stats = SyncStats.from_document(run["stats"])
         self.open_amount = Decimal(run.get("openAmounts", {}).get(sync_type, "0"))
+        self.delta = balances_from_document(run.get("ledgerDelta", {}))
+        self.written = run.get("entriesWritten", 0)
         self.processed = self.step_record.get("processed", 0) if self.step_record.get("lastId") is not None else 0
         self.total = 0
         self.known_accounts: set[str] = set()
@@ -135,8 +143,8 @@ class DocumentStep:
                         removed = []
                     plan = plan_batch(self.source_type, documents, existing, parameters, context.base_currency,
                                       utc_now(), sync_id=context.sync_id)
-                    writer.submit(_Write(plan=plan, removed=removed, phase=phase, last_id=ids[-1],
-                                         documents=len(documents)))
+                    writer.submit(_Write(plan=plan, removed=removed, earlier=self._own(existing), phase=phase,
+                                         last_id=ids[-1], documents=len(documents)))
                     previous_id = ids[-1]
                     if self.cancelled:
                         break
@@ -144,7 +152,7 @@ class DocumentStep:
                 writer.close()
             if self.cancelled:
                 raise SyncCancelled()
-            if parameters.full:
+            if parameters.full and not self.step_record.get("deletesChecked"):
                 self._reverse_hard_deletes(by_range, previous_id)
         return self.type_stats
 
@@ -154,26 +162,24 @@ class DocumentStep:
         now = utc_now()
         removed = plan_removed_sources(job.removed, now)
         entries = job.plan.entries + removed
-        new_accounts = {line.account for entry in entries for line in entry.lines} - self.known_accounts
-        if new_accounts:
-            store.open_accounts(context.vendor_id, new_accounts)
-            self.known_accounts |= new_accounts
-        written = store.insert_entries(entries, context.sync_id, now)
+        self._open_accounts(entries)
+        written = self._insert(entries, now)
         store.record_rejections(context.sync_id, job.plan.rejections, now)
         for rejection in job.plan.rejections:
             self._log_rejection(rejection)
         self.processed += job.documents
         if self.crash_after is not None and self.processed >= self.crash_after:
             os.kill(os.getpid(), signal.SIGKILL)  # test hook: die after writing, before the checkpoint
-        removed_reversals = sum(1 for entry in removed if entry.id in written.inserted_ids)
-        batch_stats = job.plan.stats(written.inserted_ids) + TypeStats(reversed=removed_reversals)
-        self.stats = self.stats.with_type(self.sync_type, self.type_stats + batch_stats)
+        gone_ids = {entry.id for entry in job.removed}
+        removed_earlier = [entry for entry in job.earlier if entry.reversal_of in gone_ids]
+        batch_stats = job.plan.stats(written) + TypeStats(
+            reversed=sum(1 for entry in removed if entry.id in written) + len(removed_earlier))
+        self._count([entry for entry in entries if entry.id in written] + job.earlier, batch_stats)
         self.open_amount += job.plan.open_amount
         run = store.update_run(context.sync_id, {
-            f"steps.{self.sync_type}.phase": job.phase, f"steps.{self.sync_type}.lastId": job.last_id, f"steps.{self.sync_type}.processed": self.processed,
-            "stats": self.stats.as_document(), "errorsCount": self.stats.total.errors,
-            f"openAmounts.{self.sync_type}": str(self.open_amount),
-            "progress": progress.public(self._snapshot()), "heartbeatAt": now,
+            f"steps.{self.sync_type}.phase": job.phase, f"steps.{self.sync_type}.lastId": job.last_id,
+            f"steps.{self.sync_type}.processed": self.processed, f"openAmounts.{self.sync_type}": str(self.open_amount),
+            **self._totals(), "progress": progress.public(self._snapshot()), "heartbeatAt": now,
         })
         if run.get("cancelRequested"):
             self.cancelled = True
@@ -184,21 +190,46 @@ class DocumentStep:
         store, context = self.store, self.context
         now = utc_now()
         if by_range:  # the stretch of ids after the last document read
-            batches = [store.entries_in_source_range(context.vendor_id, self.source_type, last_id, None)]
+            gone = [store.entries_in_source_range(context.vendor_id, self.source_type, last_id, None)]
         else:  # a date range: check the documents the ledger holds for that range
-            batches = []
+            gone = []
             for ids in store.posted_source_id_batches(self.source_type, context.vendor_id, context.parameters.start,
                                                       context.parameters.end_exclusive):
                 missing = store.missing_source_ids(self.source_type, context.vendor_id, ids)
                 if missing:
-                    batches.append(store.entries_for_sources(context.vendor_id, self.source_type, missing))
-        reversed_count = 0
-        for existing in batches:
-            reversed_count += store.insert_entries(plan_removed_sources(existing, now), context.sync_id,
-                                                   now).inserted_reversals
-        if reversed_count:
-            self.stats = self.stats.with_type(self.sync_type, self.type_stats + TypeStats(reversed=reversed_count))
-            store.update_run(context.sync_id, {"stats": self.stats.as_document()})
+                    gone.append(store.entries_for_sources(context.vendor_id, self.source_type, missing))
+        for existing in gone:
+            reversals = plan_removed_sources(existing, now)
+            written = self._insert(reversals, now)
+            own = [entry for entry in self._own(existing) if entry.reversal_of]
+            new = [entry for entry in reversals if entry.id in written]
+            self._count(new + own, TypeStats(reversed=len(new) + len(own)))
+        store.update_run(context.sync_id, {**self._totals(), f"steps.{self.sync_type}.deletesChecked": True})
+
+    def _insert(self, entries: list[JournalEntry], now) -> set[str]:
+        unbalanced = [entry.id for entry in entries if not is_balanced(entry)]
+        if unbalanced:  # the posting rules never produce one; refuse rather than corrupt the books
+            raise LedgerInconsistent(f"refusing to post unbalanced entries: {', '.join(unbalanced[:5])}")
+        return self.store.insert_entries(entries, self.context.sync_id, now).inserted_ids
+
+    def _open_accounts(self, entries: list[JournalEntry]) -> None:
+        new_accounts = {line.account for entry in entries for line in entry.lines} - self.known_accounts
+        if new_accounts:
+            self.store.open_accounts(self.context.vendor_id, new_accounts)
+            self.known_accounts |= new_accounts
+
+    def _own(self, existing: list[JournalEntry]) -> list[JournalEntry]:
+        return [entry for entry in existing if entry.sync_id == self.context.sync_id]
+
+    def _count(self, posted: list[JournalEntry], stats: TypeStats) -> None:
+        """Add what this run put in the ledger to its statistics and its running balances."""
+        self.stats = self.stats.with_type(self.sync_type, self.type_stats + stats)
+        self.delta = self.delta.plus(balances_of(posted))
+        self.written += len(posted)
+
+    def _totals(self) -> dict:
+        return {"stats": self.stats.as_document(), "errorsCount": self.stats.total.errors,
+                "ledgerDelta": balances_to_document(self.delta), "entriesWritten": self.written}
 
     def _snapshot(self) -> dict:
         label = STEP_LABELS[self.sync_type]

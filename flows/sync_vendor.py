@@ -11,7 +11,7 @@ no-op.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -24,7 +24,7 @@ from pymongo.errors import ConnectionFailure, ExecutionTimeout, PyMongoError
 from flows import progress
 from flows.concurrency import vendor_slot
 from flows.database import get_store
-from flows.document_sync import DocumentStep, SyncCancelled
+from flows.document_sync import DocumentStep, LedgerInconsistent, SyncCancelled
 from flows.runs import Heartbeat, open_run, reopen_for_resume, summary_view
 from flows.settings import get_settings
 from ledger.batch import plan_batch
@@ -35,10 +35,7 @@ from ledger.sync_run import STEP_LABELS, SyncParameters, SyncStats
 from ledger.verification import verify
 
 RETRY_DELAYS = [1, 3, 8, 15]
-
-
-class LedgerInconsistent(Exception):
-    """The books fail verification: never retried, the run fails with the reason."""
+SEAL_CLOCK_MARGIN_SECONDS = 60
 
 
 def is_transient(task, task_run, state) -> bool:
@@ -81,20 +78,24 @@ def check_existing(context: SyncContext) -> dict:
     """Verify the books as they are before writing anything: every entry balances,
     the trial balance nets to zero.
 
-    Entries are append-only, so when the vendor still has exactly the entries the
-    last completed sync sealed, the sealed (verified) totals stand; a full sync
-    always re-adds everything on the server.
+    Entries are append-only, so when nothing was posted since the last completed
+    sync sealed its (verified) totals, those totals stand; a full sync always
+    re-adds everything on the server.
     """
     store = get_store()
+    run = store.run(context.sync_id)
+    if run["steps"]["check_existing"]["state"] == "completed":
+        return run["ledgerAtStart"]  # resumed: the books were checked before this run wrote anything
     _start_step(context, "check_existing")
-    count = store.count_entries(context.vendor_id)
     last = store.last_completed_run(context.vendor_id)
-    sealed = (last or {}).get("ledger")
-    if sealed and sealed["entries"] == count and not context.parameters.full:
-        balances, unbalanced, basis = balances_from_document(sealed["balances"]), 0, f"sealed by {last['syncId']}"
+    seal = (last or {}).get("ledger")
+    if seal and not context.parameters.full and not _posted_since_seal(store, context.vendor_id, seal):
+        balances, unbalanced, count = balances_from_document(seal["balances"]), 0, seal["entries"]
+        basis = f"sealed by {seal['syncId']}"
     else:
         summary = store.ledger_summary(context.vendor_id)
-        balances, unbalanced, basis = store.balances(context.vendor_id), summary["unbalanced"], "recomputed"
+        balances, unbalanced, count = store.balances(context.vendor_id), summary["unbalanced"], summary["entries"]
+        basis = "recomputed"
     net = sum(balances.debits.values(), ZERO) - sum(balances.credits.values(), ZERO)
     if unbalanced or net:
         raise LedgerInconsistent(
@@ -103,7 +104,13 @@ def check_existing(context: SyncContext) -> dict:
     at_start = {"entries": count, "balances": balances_to_document(balances), "basis": basis}
     _finish_step(context, "check_existing", {"ledgerAtStart": at_start},
                  message=f"{count} entries already posted, books balanced")
-    return {"entries": count, "basis": basis}
+    return at_start
+
+
+def _posted_since_seal(store, vendor_id: str, seal: dict) -> bool:
+    """Anything posted by another sync since the seal (a minute early, for clocks of other workers)."""
+    since = as_utc(seal["at"]) - timedelta(seconds=SEAL_CLOCK_MARGIN_SECONDS)
+    return store.posted_since(vendor_id, since, excluding_sync=seal["syncId"])
 
 
 def _sync_documents(context: SyncContext, sync_type: str) -> dict:
@@ -130,30 +137,27 @@ def complete(context: SyncContext) -> dict:
     """Final verification and statistics: the trial balance nets to zero and the
     receivable/payable accounts equal the open balances of the documents behind them.
 
-    A sync that wrote nothing leaves the books as check_existing found them, so it
-    reuses those totals; otherwise the server re-adds every entry.
+    The books after the sync are the verified books before it plus exactly what it
+    wrote (every entry checked balanced before it was written), so no O(N) pass over
+    the ledger is needed; the result is sealed for the next sync.
     """
     store = get_store()
     _start_step(context, "complete")
+    sealed_at = utc_now()
     run = store.run(context.sync_id)
-    vendor = context.vendor_id
-    stats = SyncStats.from_document(run["stats"]).total
-    unchanged = stats.synced == 0 and stats.reversed == 0 and not context.parameters.full
-    if unchanged:
-        balances, unbalanced = balances_from_document(run["ledgerAtStart"]["balances"]), 0
-        entries = run["ledgerAtStart"]["entries"]
-    else:
-        summary = store.ledger_summary(vendor)
-        balances, unbalanced, entries = store.balances(vendor), summary["unbalanced"], summary["entries"]
-    receivable, payable = _open_documents(store, context, run, unchanged)
-    verification = verify(balances, unbalanced, receivable, payable)
+    start = run["ledgerAtStart"]
+    written = run.get("entriesWritten", 0)
+    balances = balances_from_document(start["balances"]).plus(balances_from_document(run.get("ledgerDelta", {})))
+    receivable, payable = _open_documents(store, context, run, unchanged=written == 0)
+    verification = verify(balances, 0, receivable, payable)
     report = _verification_document(verification)
-    if not verification.trial_balance.is_balanced or verification.unbalanced_entries:
+    if not verification.trial_balance.is_balanced:
         store.update_run(context.sync_id, {"verification": report})
         raise LedgerInconsistent(f"the trial balance does not net to zero after the sync "
                                  f"(debits {verification.trial_balance.total_debit}, "
                                  f"credits {verification.trial_balance.total_credit})")
-    seal = {"entries": entries, "balances": balances_to_document(balances)}
+    seal = {"syncId": context.sync_id, "at": sealed_at, "entries": start["entries"] + written,
+            "balances": balances_to_document(balances)}
     _finish_step(context, "complete", {"verification": report, "ledger": seal,
                                        "documentsOpen": {"receivable": str(receivable), "payable": str(payable)}},
                  message="Books balanced" if verification.ok else "Books balanced; control accounts differ")

@@ -93,6 +93,7 @@ class LedgerStore:
         """Indexes for every query the product runs (idempotent)."""
         self.entries.create_index([("vendorId", ASCENDING), ("source.type", ASCENDING), ("source.id", ASCENDING)],
                                   name="by_source")
+        self.entries.create_index([("vendorId", ASCENDING), ("postedAt", ASCENDING)], name="by_posted")
         self.runs.create_index([("vendorId", ASCENDING), ("startedAt", DESCENDING)], name="by_vendor_recent")
         self.runs.create_index([("vendorId", ASCENDING)], name="one_active_sync_per_vendor", unique=True,
                                partialFilterExpression={"active": True})
@@ -195,8 +196,13 @@ class LedgerStore:
             query["source.id"] = bounds
         return [entry_from_document(doc) for doc in self.entries.find(query)]
 
-    def count_entries(self, vendor_id: str) -> int:
-        return self.entries.count_documents({"vendorId": vendor_id})
+    def posted_since(self, vendor_id: str, moment: datetime, excluding_sync: str | None = None) -> bool:
+        """Whether any entry of the vendor (not of `excluding_sync`) was posted at or after
+        `moment` (one indexed probe)."""
+        query: dict[str, Any] = {"vendorId": vendor_id, "postedAt": {"$gte": moment}}
+        if excluding_sync is not None:
+            query["syncId"] = {"$ne": excluding_sync}
+        return self.entries.find_one(query, {"_id": 1}) is not None
 
     def last_completed_run(self, vendor_id: str) -> dict | None:
         return self.runs.find_one({"vendorId": vendor_id, "state": "completed"}, sort=[("startedAt", DESCENDING)])
@@ -348,7 +354,19 @@ class LedgerStore:
                                   sort=[("startedAt", DESCENDING)])
 
     def stale_runs(self, heartbeat_before: datetime) -> list[dict]:
-        return list(self.runs.find({"active": True, "heartbeatAt": {"$lt": heartbeat_before}}))
+        """Active runs without a heartbeat since `heartbeat_before` (index `active_by_heartbeat`).
+
+        A run still queued for a flow run that exists is not stale: it waits for a worker
+        (the events bridge settles it if Prefect crashes or cancels that flow run)."""
+        return list(self.runs.find({"active": True, "heartbeatAt": {"$lt": heartbeat_before},
+                                    "$or": [{"state": {"$ne": "queued"}}, {"flowRunId": None}]}))
+
+    def finish_stale_run(self, sync_id: str, heartbeat_before: datetime, changes: dict) -> dict | None:
+        """Finish a run only if it is still active and still without a heartbeat (another detector, a
+        late heartbeat or a resume may have moved it on meanwhile); None if it was not."""
+        return self.runs.find_one_and_update({"_id": sync_id, "active": True, "heartbeatAt": {"$lt": heartbeat_before}},
+                                             {"$set": changes, "$unset": {"active": ""}},
+                                             return_document=ReturnDocument.AFTER)
 
     def source_vendor_ids(self) -> list[str]:
         vendors: set[str] = set()

@@ -24,6 +24,12 @@ class Balances(BaseModel):
         """Debits − credits: positive for a debit balance."""
         return self.debits.get(account, ZERO) - self.credits.get(account, ZERO)
 
+    def plus(self, more: Balances) -> Balances:
+        """These balances and `more` together (the ledger is append-only: start + what a sync wrote)."""
+        accounts = set(self.debits) | set(self.credits) | set(more.debits) | set(more.credits)
+        return Balances(debits={a: self.debits.get(a, ZERO) + more.debits.get(a, ZERO) for a in accounts},
+                        credits={a: self.credits.get(a, ZERO) + more.credits.get(a, ZERO) for a in accounts})
+
     def net_balances(self) -> dict[str, Decimal]:
         """Non-zero balances per account, sorted by key."""
         accounts = sorted(set(self.debits) | set(self.credits))
