@@ -49,20 +49,39 @@ def open_run(store: LedgerStore, vendor_id: str, parameters: SyncParameters, ove
         "progress": {"step": STEPS[0], "stepIndex": 0, "stepsTotal": len(STEPS), "percent": 0.0, "processed": 0,
                      "total": 0, "message": "Queued"},
         "startedAt": now, "heartbeatAt": now, "endedAt": None, "flowRunId": None, "attempts": 1,
+        "runNumber": store.next_run_number(vendor_id),
     }
     return store.create_run(run)
 
 
 def mark_stale_runs(store: LedgerStore, stale_after_seconds: int, vendor_id: str | None = None) -> list[str]:
-    """Runs whose process stopped sending heartbeats are crashed (and resumable)."""
+    """Runs whose process stopped sending heartbeats are crashed (and resumable); their ids."""
+    return [run["syncId"] for run in crash_stale_runs(store, stale_after_seconds, vendor_id)]
+
+
+def crash_stale_runs(store: LedgerStore, stale_after_seconds: int, vendor_id: str | None = None) -> list[dict]:
+    """Mark crashed every active run without a heartbeat for `stale_after_seconds`; the records
+    this call settled (several callers may race: each run is settled, and returned, once)."""
     cutoff = utc_now() - timedelta(seconds=stale_after_seconds)
     crashed = []
     for run in store.stale_runs(cutoff):
         if vendor_id is not None and run["vendorId"] != vendor_id:
             continue
-        store.finish_run(run["_id"], {"state": "crashed", "endedAt": utc_now(),
-                                      "error": "The sync stopped responding (its process died). Resume it to continue."})
-        crashed.append(run["_id"])
+        ended = utc_now()
+        changes = {"state": "crashed", "endedAt": ended,
+                   "error": "The sync stopped responding (its process died). Resume it to continue."}
+        started = run.get("startedAt")
+        if started is not None:
+            changes["durationMs"] = int((ended - (started if started.tzinfo else started.replace(tzinfo=ended.tzinfo)))
+                                        .total_seconds() * 1000)
+        for name, step in (run.get("steps") or {}).items():
+            if step.get("state") == "running":
+                changes[f"steps.{name}.state"] = "failed"
+        settled = store.finish_stale_run(run["_id"], cutoff, changes)
+        if settled is not None:
+            log.warning("sync %s of vendor %s had no heartbeat since %s: marked crashed", run["_id"], run["vendorId"],
+                        run.get("heartbeatAt"))
+            crashed.append(settled)
     return crashed
 
 
@@ -102,6 +121,7 @@ def reopen_for_resume(store: LedgerStore, sync_id: str, vendor_id: str) -> dict:
         raise ValueError(f"sync {sync_id} is {run['state']}; only a failed, crashed or cancelled sync can be resumed")
     now = utc_now()
     return store.reactivate_run(sync_id, {"state": "queued", "error": None, "endedAt": None, "heartbeatAt": now,
+                                          "runNumber": store.next_run_number(vendor_id),
                                           "cancelRequested": False, "attempts": run.get("attempts", 1) + 1, "flowRunId": None,
                                           "progress.message": "Queued to resume"})
 
@@ -145,5 +165,5 @@ def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment else None
 
 
-__all__ = ["SyncAlreadyRunning", "open_run", "reopen_for_resume", "mark_stale_runs", "run_view", "summary_view",
+__all__ = ["SyncAlreadyRunning", "open_run", "reopen_for_resume", "mark_stale_runs", "crash_stale_runs", "run_view", "summary_view",
            "new_sync_id", "RESUMABLE_STATES"]

@@ -11,7 +11,7 @@ no-op.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -35,7 +35,6 @@ from ledger.sync_run import STEP_LABELS, SyncParameters, SyncStats
 from ledger.verification import verify
 
 RETRY_DELAYS = [1, 3, 8, 15]
-SEAL_CLOCK_MARGIN_SECONDS = 60
 
 
 def is_transient(task, task_run, state) -> bool:
@@ -87,14 +86,12 @@ def check_existing(context: SyncContext) -> dict:
     if run["steps"]["check_existing"]["state"] == "completed":
         return run["ledgerAtStart"]  # resumed: the books were checked before this run wrote anything
     _start_step(context, "check_existing")
-    last = store.last_completed_run(context.vendor_id)
-    seal = (last or {}).get("ledger")
-    if seal and not context.parameters.full and not _posted_since_seal(store, context.vendor_id, seal):
+    seal = (store.latest_seal(context.vendor_id) or {}).get("ledger")
+    if seal and not context.parameters.full and seal["runNumber"] == run["runNumber"] - 1:
         balances, unbalanced, count = balances_from_document(seal["balances"]), 0, seal["entries"]
         basis = f"sealed by {seal['syncId']}"
     else:
-        summary = store.ledger_summary(context.vendor_id)
-        balances, unbalanced, count = store.balances(context.vendor_id), summary["unbalanced"], summary["entries"]
+        balances, unbalanced, count = _recount(store, context.vendor_id)
         basis = "recomputed"
     net = sum(balances.debits.values(), ZERO) - sum(balances.credits.values(), ZERO)
     if unbalanced or net:
@@ -107,10 +104,10 @@ def check_existing(context: SyncContext) -> dict:
     return at_start
 
 
-def _posted_since_seal(store, vendor_id: str, seal: dict) -> bool:
-    """Anything posted by another sync since the seal (a minute early, for clocks of other workers)."""
-    since = as_utc(seal["at"]) - timedelta(seconds=SEAL_CLOCK_MARGIN_SECONDS)
-    return store.posted_since(vendor_id, since, excluding_sync=seal["syncId"])
+def _recount(store, vendor_id: str):
+    """Balances, unbalanced entries and entry count, added up by the server from every entry."""
+    summary = store.ledger_summary(vendor_id)
+    return store.balances(vendor_id), summary["unbalanced"], summary["entries"]
 
 
 def _sync_documents(context: SyncContext, sync_type: str) -> dict:
@@ -139,24 +136,29 @@ def complete(context: SyncContext) -> dict:
 
     The books after the sync are the verified books before it plus exactly what it
     wrote (every entry checked balanced before it was written), so no O(N) pass over
-    the ledger is needed; the result is sealed for the next sync.
+    the ledger is needed; the result is sealed for the next sync. A resumed run may
+    have had other runs write in between: it adds everything up again.
     """
     store = get_store()
     _start_step(context, "complete")
-    sealed_at = utc_now()
     run = store.run(context.sync_id)
     start = run["ledgerAtStart"]
     written = run.get("entriesWritten", 0)
-    balances = balances_from_document(start["balances"]).plus(balances_from_document(run.get("ledgerDelta", {})))
-    receivable, payable = _open_documents(store, context, run, unchanged=written == 0)
-    verification = verify(balances, 0, receivable, payable)
+    if run.get("attempts", 1) == 1:
+        balances = balances_from_document(start["balances"]).plus(balances_from_document(run.get("ledgerDelta", {})))
+        unbalanced, count = 0, start["entries"] + written
+    else:
+        balances, unbalanced, count = _recount(store, context.vendor_id)
+    unchanged = written == 0 and start["basis"] != "recomputed"
+    receivable, payable = _open_documents(store, context, run, unchanged)
+    verification = verify(balances, unbalanced, receivable, payable)
     report = _verification_document(verification)
-    if not verification.trial_balance.is_balanced:
+    if not verification.trial_balance.is_balanced or verification.unbalanced_entries:
         store.update_run(context.sync_id, {"verification": report})
         raise LedgerInconsistent(f"the trial balance does not net to zero after the sync "
                                  f"(debits {verification.trial_balance.total_debit}, "
                                  f"credits {verification.trial_balance.total_credit})")
-    seal = {"syncId": context.sync_id, "at": sealed_at, "entries": start["entries"] + written,
+    seal = {"syncId": context.sync_id, "runNumber": run["runNumber"], "entries": count,
             "balances": balances_to_document(balances)}
     _finish_step(context, "complete", {"verification": report, "ledger": seal,
                                        "documentsOpen": {"receivable": str(receivable), "payable": str(payable)}},
@@ -173,7 +175,7 @@ def _open_documents(store, context: SyncContext, run: dict, unchanged: bool) -> 
     if context.reads_everything:
         amounts = {t: Decimal(run.get("openAmounts", {}).get(t, "0")) for t in SYNC_TYPES}
         return amounts["sales_invoices"], amounts["purchase_invoices"] + amounts["expenses"]
-    previous = store.last_completed_run(context.vendor_id)
+    previous = store.latest_seal(context.vendor_id)
     if unchanged and previous and previous.get("documentsOpen"):
         return Decimal(previous["documentsOpen"]["receivable"]), Decimal(previous["documentsOpen"]["payable"])
     return _read_open_documents(store, context)

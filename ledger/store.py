@@ -86,6 +86,7 @@ class LedgerStore:
         self.entries = db[prefix + "entries"]
         self.runs = db[prefix + "sync_runs"]
         self.errors = db[prefix + "sync_errors"]
+        self.vendor_state = db[prefix + "vendor_state"]
 
     # ---- set-up -----------------------------------------------------------
 
@@ -93,7 +94,6 @@ class LedgerStore:
         """Indexes for every query the product runs (idempotent)."""
         self.entries.create_index([("vendorId", ASCENDING), ("source.type", ASCENDING), ("source.id", ASCENDING)],
                                   name="by_source")
-        self.entries.create_index([("vendorId", ASCENDING), ("postedAt", ASCENDING)], name="by_posted")
         self.runs.create_index([("vendorId", ASCENDING), ("startedAt", DESCENDING)], name="by_vendor_recent")
         self.runs.create_index([("vendorId", ASCENDING)], name="one_active_sync_per_vendor", unique=True,
                                partialFilterExpression={"active": True})
@@ -196,16 +196,17 @@ class LedgerStore:
             query["source.id"] = bounds
         return [entry_from_document(doc) for doc in self.entries.find(query)]
 
-    def posted_since(self, vendor_id: str, moment: datetime, excluding_sync: str | None = None) -> bool:
-        """Whether any entry of the vendor (not of `excluding_sync`) was posted at or after
-        `moment` (one indexed probe)."""
-        query: dict[str, Any] = {"vendorId": vendor_id, "postedAt": {"$gte": moment}}
-        if excluding_sync is not None:
-            query["syncId"] = {"$ne": excluding_sync}
-        return self.entries.find_one(query, {"_id": 1}) is not None
+    def latest_seal(self, vendor_id: str) -> dict | None:
+        """The completed run that sealed the vendor's books last (highest run number)."""
+        return self.runs.find_one({"vendorId": vendor_id, "state": "completed", "ledger.runNumber": {"$exists": True}},
+                                  sort=[("ledger.runNumber", DESCENDING)])
 
-    def last_completed_run(self, vendor_id: str) -> dict | None:
-        return self.runs.find_one({"vendorId": vendor_id, "state": "completed"}, sort=[("startedAt", DESCENDING)])
+    def next_run_number(self, vendor_id: str) -> int:
+        """A per-vendor counter, bumped by every run that starts or resumes: the database's
+        own order of runs, whatever the clocks of the machines that run them."""
+        state = self.vendor_state.find_one_and_update({"_id": vendor_id}, {"$inc": {"runs": 1}}, upsert=True,
+                                                      return_document=ReturnDocument.AFTER)
+        return state["runs"]
 
     def entries_for_source(self, vendor_id: str, source_type: SourceType | None, source_id: Any) -> list[dict]:
         query: dict[str, Any] = {"vendorId": vendor_id, "source.id": source_id}
