@@ -98,6 +98,7 @@ class DocumentStep:
         self.crash_after = get_settings().ledger_crash_after_documents
         run = self.store.run(context.sync_id)
         self.step_record = run["steps"][sync_type]
+        self.recheck = run.get("recheck", {}).get(sync_type, [])
         self.stats = SyncStats.from_document(run["stats"])
         self.open_amount = Decimal(run.get("openAmounts", {}).get(sync_type, "0"))
         self.delta = balances_from_document(run.get("ledgerDelta", {}))
@@ -116,7 +117,8 @@ class DocumentStep:
         context = self.context
         parameters = context.parameters
         query = SourceQuery(vendor_id=context.vendor_id, source_type=self.source_type, date_from=parameters.start,
-                            date_until=parameters.end_exclusive, changed_since=context.changed_since.get(self.sync_type))
+                            date_until=parameters.end_exclusive, changed_since=context.changed_since.get(self.sync_type),
+                            recheck_ids=tuple(self.recheck))
         self.known_accounts = self.store.known_accounts(context.vendor_id)
         # A full sync of everything reads every document in `_id` order, so fetching the
         # ledger's entries by id range finds hard-deleted documents at no extra cost.

@@ -36,13 +36,15 @@ def open_run(store: LedgerStore, vendor_id: str, parameters: SyncParameters, ove
     """
     mark_stale_runs(store, stale_after_seconds, vendor_id=vendor_id)
     now = utc_now()
-    since = {}
+    since, recheck = {}, {}
     for sync_type in ALL_TYPES:
         previous = None if parameters.full else store.last_covering_run(vendor_id, sync_type)
         since[sync_type] = previous["startedAt"] - timedelta(seconds=overlap_seconds) if previous else None
+        # Documents it rejected are read again until fixed, so their errors stay in view.
+        recheck[sync_type] = store.rejected_source_ids(previous["syncId"], sync_type) if previous else []
     run = {
         "syncId": new_sync_id(vendor_id, now), "vendorId": vendor_id, "state": state,
-        "parameters": parameters.as_document(), "since": since,
+        "parameters": parameters.as_document(), "since": since, "recheck": recheck,
         "steps": {step: {"state": "pending" if _selected(step, parameters) else "skipped", "processed": 0, "total": 0}
                   for step in STEPS},
         "stats": SyncStats().as_document(), "errorsCount": 0, "error": None,

@@ -56,6 +56,7 @@ class SourceQuery:
     changed_since: datetime | None = None  # incremental: updatedAt at or after this
     after_id: Any = None  # resume: continue after this `_id` ...
     phase: int = 0  # ... in this phase (see `source_phases`)
+    recheck_ids: tuple = ()  # incremental: also these unchanged documents (rejected last time)
 
 
 class SyncAlreadyRunning(Exception):
@@ -299,6 +300,12 @@ class LedgerStore:
             if any(problem.get("code") != DUPLICATE_KEY for problem in error.details.get("writeErrors", [])):
                 raise
 
+    def rejected_source_ids(self, sync_id: str, sync_type: str) -> list:
+        source_type = {"sales_invoices": "sales_invoice", "purchase_invoices": "purchase_invoice",
+                       "expenses": "expense"}[sync_type]
+        return [doc["sourceId"] for doc in self.errors.find({"syncId": sync_id, "sourceType": source_type},
+                                                            {"sourceId": 1})]
+
     def rejections(self, sync_id: str, vendor_id: str, limit: int = 500) -> list[dict]:
         return list(self.errors.find({"syncId": sync_id, "vendorId": vendor_id}, {"_id": 0})
                     .sort([("sourceType", ASCENDING), ("_id", ASCENDING)]).limit(limit))
@@ -468,7 +475,7 @@ def source_phases(query: SourceQuery) -> list[SourcePhase]:
     Dates may be BSON datetimes or ISO strings, which the server cannot compare
     with each other: documents with string dates are read by their own phase
     (strings compared as text, a day early for offsets) and filtered exactly once
-    parsed. Separate queries instead of one `$or`, since not every server plans
+    parsed. Incremental reads add the unchanged documents rejected last time. Separate queries instead of one `$or`, since not every server plans
     an `$or` over indexes; a document's field has one type, so no document is
     read twice.
     """
@@ -482,6 +489,9 @@ def source_phases(query: SourceQuery) -> list[SourcePhase]:
         text_since = (query.changed_since - timedelta(days=1)).strftime("%Y-%m-%d")
         change_options = [({"updatedAt": {"$gte": query.changed_since}}, True), ({"updatedAt": None}, True),
                           ({"updatedAt": {"$gte": text_since}}, False)]
+    if query.changed_since is not None and query.recheck_ids:
+        change_options.append(({"_id": {"$in": list(query.recheck_ids)}, "updatedAt": {"$lt": query.changed_since}},
+                               True))
     phases = []
     for date_clause, date_indexed in date_options:
         for change_clause, change_indexed in change_options:
