@@ -15,9 +15,14 @@ $(STAMP): pyproject.toml $(wildcard package-lock.json)
 
 install: $(STAMP)
 
-# Debian's chromium for the browser tests (never `playwright install`: no internet).
+# Debian's chromium for the browser tests (never `playwright install`: no internet). As root (CI) directly,
+# otherwise through sudo.
 browser:
-	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	@command -v chromium >/dev/null 2>&1 || { \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  echo "installing Debian's chromium for the browser tests"; \
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	@command -v chromium >/dev/null 2>&1 || { echo "chromium is still missing: install Debian's chromium package" >&2; exit 1; }
 
 run: install
 	$(VENV)/bin/ledger-sync up

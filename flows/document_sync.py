@@ -180,7 +180,8 @@ class DocumentStep:
         self.open_amount += job.plan.open_amount
         run = store.update_run(context.sync_id, {
             f"steps.{self.sync_type}.phase": job.phase, f"steps.{self.sync_type}.lastId": job.last_id,
-            f"steps.{self.sync_type}.processed": self.processed, f"openAmounts.{self.sync_type}": str(self.open_amount),
+            f"steps.{self.sync_type}.processed": self.processed, f"steps.{self.sync_type}.total": self.total,
+            f"openAmounts.{self.sync_type}": str(self.open_amount),
             **self._totals(), "progress": progress.public(self._snapshot()), "heartbeatAt": now,
         })
         if run.get("cancelRequested"):

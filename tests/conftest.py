@@ -19,6 +19,10 @@ from pymongo import MongoClient
 from cli.embedded_db import EmbeddedDatabase
 from flows.database import get_store, reset_clients
 
+# The real-stack session fixtures (Prefect server, served deployment, API, Socket.IO listeners), shared by
+# tests/api and tests/browser: one definition, so one instance per session.
+pytest_plugins = ["tests.stack"]
+
 _database_numbers = itertools.count(1)
 
 

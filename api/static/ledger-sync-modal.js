@@ -876,9 +876,15 @@ export class LedgerSyncModal extends HTMLElement {
         if (!mine) continue;
         mine.state = STEP_STATES[step.state] || 'waiting';
         mine.processed = step.processed ?? mine.processed;
-        mine.total = step.total ?? mine.total;
+        mine.total = step.total || mine.total; // run records leave a step's total at 0 (unknown); keep the live one
         mine.durationMs = step.durationMs ?? null;
       }
+    }
+    // The running step's counts are in the progress snapshot (what a polling dialog has instead of socket events).
+    const current = run.steps[progress.step];
+    if (current && current.state === 'running' && Number(progress.total) > 0) {
+      current.processed = progress.processed ?? current.processed;
+      current.total = progress.total;
     }
     if (s.stats) run.stats = flatStats(s.stats);
     if (s.durationMs != null) run.durationMs = s.durationMs;
@@ -1234,10 +1240,11 @@ export class LedgerSyncModal extends HTMLElement {
   #stepMeta(key, step) {
     // Document counts mean something only for the three transaction-type steps.
     const counts = TYPE_KEYS.includes(key) && step.total;
+    const done = TYPE_KEYS.includes(key) && (step.total || step.processed);
     switch (step.state) {
       case 'running': return counts ? `${fmtCount(step.processed)} / ${fmtCount(step.total)}` : 'Running…';
       case 'done': return [
-        counts ? `${fmtCount(step.processed)} ${Number(step.processed) === 1 ? 'document' : 'documents'}` : '',
+        done ? `${fmtCount(step.processed)} ${Number(step.processed) === 1 ? 'document' : 'documents'}` : '',
         step.durationMs != null ? fmtDuration(step.durationMs) : '',
       ].filter(Boolean).join(' · ') || 'Done';
       case 'failed': return 'Failed';
