@@ -26,8 +26,9 @@ from api.events_bridge import EventsBridge
 from api.orchestrator import Orchestrator
 from api.routes import router
 from api.settings import ApiSettings, ConfigurationError, get_api_settings
-from api.sockets import create_socket_server, emit_to_vendor
+from api.sockets import SYNC_ERROR, create_socket_server, emit_to_vendor
 from flows.database import get_store as store_for
+from flows.runs import crash_stale_runs
 
 log = logging.getLogger("ledger_sync.api")
 
@@ -65,9 +66,14 @@ def create_app(settings: ApiSettings | None = None, *, start_bridge: bool = True
             log.error("database not reachable at start-up: %s", error)
         if start_bridge:
             bridge.start()
+        detector = (asyncio.create_task(_detect_stale_runs(settings, sio), name="stale-run-detector")
+                    if settings.ledger_stale_check_seconds > 0 else None)
         try:
             yield
         finally:
+            if detector is not None:
+                detector.cancel()
+                await asyncio.gather(detector, return_exceptions=True)
             await bridge.stop()
             await orchestrator.close()
             await _stop_socket_server(sio)
@@ -141,6 +147,23 @@ def create_app(settings: ApiSettings | None = None, *, start_bridge: bool = True
     asgi.sio = sio
     asgi.bridge = bridge
     return asgi
+
+
+async def _detect_stale_runs(settings: ApiSettings, sio: socketio.AsyncServer) -> None:
+    """Every `ledger_stale_check_seconds`: mark crashed the runs whose heartbeat stopped
+    (`LEDGER_STALE_AFTER_SECONDS`) and tell their rooms. Several API processes may run it at
+    once; each run is settled, and announced, by exactly one of them (through Redis to all)."""
+    while True:
+        await asyncio.sleep(settings.ledger_stale_check_seconds)
+        try:
+            crashed = await anyio.to_thread.run_sync(
+                lambda: crash_stale_runs(store_for(settings), settings.ledger_stale_after_seconds))
+        except Exception as error:  # noqa: BLE001 - the database may be down for a while; try again later
+            log.warning("stale-run check failed: %s", error)
+            continue
+        for run in crashed:
+            await emit_to_vendor(sio, SYNC_ERROR, {"syncId": run["syncId"], "vendorId": run["vendorId"],
+                                                   "state": run["state"], "error": run["error"]}, run["vendorId"])
 
 
 async def _stop_socket_server(sio: socketio.AsyncServer) -> None:

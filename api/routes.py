@@ -89,6 +89,17 @@ async def _start_flow(request: Request, store: LedgerStore, orchestrator: Orches
     return None
 
 
+def _conflict(message: str, sync_id: str) -> JSONResponse:
+    return JSONResponse(status_code=status.HTTP_409_CONFLICT,
+                        content=schemas.SyncConflict(message=message, syncId=sync_id).model_dump())
+
+
+async def _queue(request: Request, store: LedgerStore, orchestrator: Orchestrator, run: dict) -> JSONResponse | None:
+    """Tell the room the run is queued (before any flow process exists), then start its flow run."""
+    await emit_to_vendor(get_sio(request), SYNC_PROGRESS, queued_snapshot(run), run["vendorId"])
+    return await _start_flow(request, store, orchestrator, run)
+
+
 def _money(value: Any) -> str:
     if isinstance(value, Decimal128):
         value = value.to_decimal()
@@ -130,14 +141,8 @@ async def sync_data(request: Request, body: schemas.SyncDataRequest | None = Bod
         run = await blocking(open_run, store, vendor_id, parameters, settings.ledger_incremental_overlap_seconds,
                              settings.ledger_stale_after_seconds, state="queued")
     except SyncAlreadyRunning as running:
-        return JSONResponse(status_code=status.HTTP_409_CONFLICT, content=schemas.SyncConflict(
-            message="A sync is already running for this vendor; follow it with its syncId.",
-            syncId=running.sync_id).model_dump())
-    await emit_to_vendor(get_sio(request), SYNC_PROGRESS, queued_snapshot(run), vendor_id)
-    failure = await _start_flow(request, store, orchestrator, run)
-    if failure is not None:
-        return failure
-    return schemas.SyncAccepted(syncId=run["syncId"])
+        return _conflict("A sync is already running for this vendor; follow it with its syncId.", running.sync_id)
+    return await _queue(request, store, orchestrator, run) or schemas.SyncAccepted(syncId=run["syncId"])
 
 
 @router.get("/sync-status/{syncId}", response_model=schemas.RunView, responses=NOT_FOUND,
@@ -197,18 +202,11 @@ async def resume_run(request: Request, sync_id: SyncId, vendor_id: str = Depends
     except LookupError:
         raise not_found() from None
     except ValueError as error:
-        return JSONResponse(status_code=status.HTTP_409_CONFLICT, content=schemas.SyncConflict(
-            message=str(error), syncId=sync_id).model_dump())
+        return _conflict(str(error), sync_id)
     except SyncAlreadyRunning as running:
-        return JSONResponse(status_code=status.HTTP_409_CONFLICT, content=schemas.SyncConflict(
-            message="Another sync is running for this vendor; follow it with its syncId.",
-            syncId=running.sync_id).model_dump())
-    await emit_to_vendor(get_sio(request), SYNC_PROGRESS, queued_snapshot(run), vendor_id)
-    failure = await _start_flow(request, store, orchestrator, run)
-    if failure is not None:
-        return failure
-    return schemas.SyncAccepted(syncId=sync_id, message="Sync resumed from its last checkpoint. "
-                                                        "You will receive real-time updates.")
+        return _conflict("Another sync is running for this vendor; follow it with its syncId.", running.sync_id)
+    return await _queue(request, store, orchestrator, run) or schemas.SyncAccepted(
+        syncId=sync_id, message="Sync resumed from its last checkpoint. You will receive real-time updates.")
 
 
 @router.get("/sync-runs/{syncId}/errors", response_model=schemas.RejectedList, responses=NOT_FOUND,

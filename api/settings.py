@@ -27,6 +27,10 @@ class ApiSettings(Settings):
     # Tokens issued by `ledger-sync token` / the dev route live this long.
     ledger_token_ttl_seconds: int = 8 * 3600
     redis_url: str | None = None
+    # Every API process looks for runs whose heartbeat stopped this often (one indexed query) and
+    # marks them crashed, so a dead sync is reported even if nobody triggers that vendor again.
+    # 0 turns the periodic check off (the check on trigger and the events bridge remain).
+    ledger_stale_check_seconds: float = 15.0
     # Comma-separated origins allowed to call the API and open a socket from another origin ("*" for any).
     ledger_cors_origins: str = ""
     prefect_deployment: str = Field(default=DEFAULT_DEPLOYMENT,

@@ -7,7 +7,6 @@ name, via pymongo command monitoring) and the process's peak RSS.
 from __future__ import annotations
 
 import json
-import resource
 import sys
 import time
 from collections import Counter
@@ -29,6 +28,16 @@ class CommandCounter(monitoring.CommandListener):
         pass
 
 
+def peak_rss_mb() -> float:
+    """This process's own high-water mark (VmHWM). Not ru_maxrss: Linux carries the
+    parent's peak from before exec into it."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
 def main() -> None:
     vendor_id, full = sys.argv[1], sys.argv[2] == "full"
     counter = CommandCounter()
@@ -47,7 +56,7 @@ def main() -> None:
         "durationMs": summary["durationMs"], "wallSeconds": wall, "state": summary["state"],
         "stats": summary["stats"]["total"], "commands": dict(counter.commands),
         "commandsTotal": sum(counter.commands.values()),
-        "peakRssMb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peakRssMb": peak_rss_mb(),
     }))
 
 

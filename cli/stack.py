@@ -3,7 +3,8 @@
 1. the database: the embedded MongoDB-wire server (unless MONGODB_URI is set);
 2. a Prefect server (`prefect server start`, SQLite under <LEDGER_HOME>/prefect)
    unless PREFECT_API_URL points at one already;
-3. the deployment server (`python -m flows.serve`): runs of `sync-vendor-ledger/on-demand`;
+3. the deployment server (`python -m flows.serve`): runs of `sync-vendor-ledger/on-demand` and the
+   scheduled `sync-all-vendors/nightly` and `sync-all-vendors/weekly-full`;
 4. the API (uvicorn, Socket.IO + REST + the web UI) on the given port.
 
 Each is waited healthy before the next starts. Ctrl-C or SIGTERM stops them in
@@ -267,7 +268,7 @@ def start_stack(port: int = 4000, prefect_port: int = 4200, echo: Callable[[str]
         env["PREFECT_API_URL"] = stack.prefect_api_url
         env.update({k: v for k, v in QUIET_PREFECT.items() if k not in os.environ})
         stack.env = env
-        echo("deployments   starting sync-vendor-ledger/on-demand…")
+        echo("deployments   starting sync-vendor-ledger/on-demand, sync-all-vendors/nightly and weekly-full…")
         stack.processes.append(start_deployment_server(env, log_dir, stack.prefect_api_url,
                                                        settings.prefect_deployment))
         echo(f"api           starting on port {port}…")

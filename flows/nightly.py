@@ -64,7 +64,12 @@ def sync_all_vendors(full: bool = False, max_parallel: int = 4, deployment: str 
         while waiting or running:
             while waiting and len(running) < max_parallel:
                 vendor_id = waiting.pop(0)
-                started = _start_vendor_run(vendor_id, full, deployment)
+                try:
+                    started = _start_vendor_run(vendor_id, full, deployment)
+                except Exception as error:  # noqa: BLE001 - one vendor's trigger must not stop the others
+                    outcome[vendor_id] = "failed: could not start"
+                    logger.error("vendor=%s: the sync could not be started: %s", vendor_id, error)
+                    continue
                 if started is None:
                     outcome[vendor_id] = "skipped: a sync is already running"
                     logger.info("vendor=%s already has a sync running; skipped", vendor_id)
@@ -81,4 +86,7 @@ def sync_all_vendors(full: bool = False, max_parallel: int = 4, deployment: str 
                     not state.startswith("skipped"))
     logger.info("%d vendors synced, %d failed%s", len(outcome) - len(failed), len(failed),
                 f": {', '.join(failed)}" if failed else "")
+    if failed:  # the run shows red in the Prefect UI; each vendor's run says why
+        raise RuntimeError(f"{len(failed)} of {len(outcome)} vendor syncs did not complete: "
+                           + ", ".join(f"{vendor} ({outcome[vendor]})" for vendor in failed))
     return outcome

@@ -1,11 +1,16 @@
-"""Serve the sync flow as the deployment `sync-vendor-ledger/on-demand`.
+"""Serve Ledger Sync's deployments: `sync-vendor-ledger/on-demand` and the two
+scheduled background syncs, `sync-all-vendors/nightly` and `sync-all-vendors/weekly-full`.
 
 A long-running process (started by `ledger-sync up`, or on its own with
-`python -m flows.serve`) that polls the Prefect API for runs of the deployment
+`python -m flows.serve`) that polls the Prefect API for runs of these deployments
 and executes each in a subprocess. The API triggers runs with
-`run_deployment("sync-vendor-ledger/on-demand", ...)`. Needs `PREFECT_API_URL`.
+`run_deployment("sync-vendor-ledger/on-demand", ...)`; the Prefect scheduler creates
+the scheduled ones (visible with their schedules in the Prefect UI). Needs `PREFECT_API_URL`.
 
-The same deployment can instead run on a process work pool: see `prefect.yaml`
+Schedules come from `flows.schedules` (LEDGER_NIGHTLY_CRON, LEDGER_WEEKLY_CRON,
+LEDGER_SCHEDULE_TIMEZONE, LEDGER_SCHEDULES_ACTIVE), the same values `prefect.yaml` uses.
+
+The same deployments can instead run on a process work pool: see `prefect.yaml`
 (`prefect --no-prompt deploy --all` + `prefect worker start --pool ledger-sync`).
 """
 
@@ -16,6 +21,7 @@ import os
 DEPLOYMENT_NAME = "on-demand"
 FLOW_NAME = "sync-vendor-ledger"
 FULL_NAME = f"{FLOW_NAME}/{DEPLOYMENT_NAME}"
+SCHEDULED = {"nightly": False, "weekly-full": True}  # deployment name -> full
 
 # Read by Prefect when it is imported: pick a new run up within about a second.
 os.environ.setdefault("PREFECT_RUNNER_POLL_FREQUENCY", "1")
@@ -31,6 +37,31 @@ def build_deployment():
     )
 
 
+def build_scheduled_deployments() -> list:
+    """`nightly` (incremental) and `weekly-full` (full reconcile) of every vendor, as in prefect.yaml."""
+    from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
+    from prefect.schedules import Cron
+
+    from flows import schedules
+    from flows.nightly import sync_all_vendors
+
+    timezone, active = schedules.schedule_timezone(), schedules.schedules_active()
+    crons = {"nightly": schedules.nightly_cron(), "weekly-full": schedules.weekly_cron()}
+    descriptions = {
+        "nightly": "Nightly incremental sync of every vendor (what changed since its last successful sync).",
+        "weekly-full": "Weekly full reconcile of every vendor (re-reads everything, reverses hard-deleted documents).",
+    }
+    return [
+        sync_all_vendors.to_deployment(
+            name=name, description=descriptions[name], tags=["ledger-sync", "scheduled"],
+            parameters={"full": full}, schedules=[Cron(crons[name], timezone=timezone, active=active)],
+            # One run of each at a time: an overlapping or piled-up run is cancelled, not queued.
+            concurrency_limit=ConcurrencyLimitConfig(limit=1,
+                                                     collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW))
+        for name, full in SCHEDULED.items()
+    ]
+
+
 def main() -> None:
     from prefect import serve
 
@@ -38,7 +69,8 @@ def main() -> None:
         raise SystemExit("flows.serve needs PREFECT_API_URL (the Prefect server to take runs from)")
     limit = int(os.environ.get("LEDGER_SERVE_LIMIT", "8"))
     # Not paused on shutdown: a run triggered while this process restarts waits and is picked up after.
-    serve(build_deployment(), limit=limit, print_starting_message=False, pause_on_shutdown=False)
+    serve(build_deployment(), *build_scheduled_deployments(), limit=limit, print_starting_message=False,
+          pause_on_shutdown=False)
 
 
 if __name__ == "__main__":

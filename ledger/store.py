@@ -205,9 +205,18 @@ class LedgerStore:
     def next_run_number(self, vendor_id: str) -> int:
         """A per-vendor counter, bumped by every run that starts or resumes: the database's
         own order of runs, whatever the clocks of the machines that run them."""
-        state = self.vendor_state.find_one_and_update({"_id": vendor_id}, {"$inc": {"runs": 1}}, upsert=True,
-                                                      return_document=ReturnDocument.AFTER)
-        return state["runs"]
+        # Concurrent first upserts of one vendor race on `_id`: MongoDB may raise DuplicateKeyError,
+        # SecantusDB 0.7 returns None (seen with ten simultaneous POST /sync-data). The counter
+        # document exists by then, so trying again increments it.
+        for _ in range(5):
+            try:
+                state = self.vendor_state.find_one_and_update({"_id": vendor_id}, {"$inc": {"runs": 1}}, upsert=True,
+                                                              return_document=ReturnDocument.AFTER)
+            except DuplicateKeyError:
+                continue
+            if state is not None:
+                return state["runs"]
+        raise RuntimeError(f"could not number a run of vendor {vendor_id}")
 
     def entries_for_source(self, vendor_id: str, source_type: SourceType | None, source_id: Any) -> list[dict]:
         query: dict[str, Any] = {"vendorId": vendor_id, "source.id": source_id}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -195,3 +195,57 @@ def test_ranged_full_sync_reverses_hard_deletes_only_in_its_range(db, store, syn
     march = sync("v1", full=True, date_from="2026-03-01", date_to="2026-03-31")
     assert stats(march)["reversed"] == 1
     assert net(store) == {"expenses:office-rent": D("5.00"), "bank": D("-5.00")}
+
+
+def test_documents_created_or_soft_deleted_while_a_sync_runs_are_picked_up_by_the_next(db, store, sync, monkeypatch):
+    """Changes after a step read its documents: a new invoice, a new expense, a soft delete.
+    The next incremental sync reads exactly those, nothing else."""
+    load_march(db)
+    original = LedgerStore.insert_entries
+    changed = []
+
+    def insert_and_edit_meanwhile(self, new_entries, *args, **kwargs):
+        new_entries = list(new_entries)
+        result = original(self, new_entries, *args, **kwargs)
+        if not changed and any(e.source.type.value == "purchase_invoice" for e in new_entries):
+            # Sales are done, expenses not yet read: the app creates and deletes meanwhile.
+            insert(db, "salesinvoices", sales("S4", subtotal="400.00", updatedAt=now_ms()))
+            touch(db, "salesinvoices", "S2", isDeleted=True)
+            insert(db, "expenses", expense("E3", amount="30.00", updatedAt=now_ms()))  # read by this very sync
+            changed.append(True)
+        return result
+
+    monkeypatch.setattr(LedgerStore, "insert_entries", insert_and_edit_meanwhile)
+    first = sync("v1")
+    assert changed and stats(first, "expenses")["scanned"] == 3 and stats(first, "sales_invoices")["scanned"] == 3
+    assert net(store)["sales"] == D("-600.00")
+
+    monkeypatch.setattr(LedgerStore, "insert_entries", original)
+    second = sync("v1")
+    assert stats(second, "sales_invoices") == {"scanned": 2, "synced": 1, "reversed": 1, "skipped": 0, "errors": 0}
+    # E3 changed after the first sync started, so it is read again (already posted: skipped); B1, E1, E2 are not.
+    assert stats(second, "expenses") == {"scanned": 1, "synced": 0, "reversed": 0, "skipped": 1, "errors": 0}
+    assert stats(second, "purchase_invoices")["scanned"] == 0
+    assert net(store)["sales"] == D("-800.00")  # S1 100 + S3 300 + S4 400; S2 reversed
+    assert stats(sync("v1"))["scanned"] == 0
+
+
+def test_a_change_committed_late_is_caught_by_the_overlap(db, store, sync, monkeypatch):
+    """The app stamps `updatedAt` before its write commits: a change stamped just before a sync
+    started but committed after that sync read is re-read thanks to LEDGER_INCREMENTAL_OVERLAP_SECONDS."""
+    from flows.settings import get_settings
+
+    monkeypatch.setenv("LEDGER_INCREMENTAL_OVERLAP_SECONDS", "5")
+    get_settings.cache_clear()
+    try:
+        load_march(db)
+        first = sync("v1")
+        started = store.run(first["syncId"])["startedAt"]
+        stamped_before_start = started.replace(microsecond=started.microsecond // 1000 * 1000) - timedelta(seconds=2)
+        insert(db, "expenses", expense("E-late", amount="7.00", updatedAt=stamped_before_start))
+        second = sync("v1")
+        assert stats(second, "expenses")["scanned"] == 1 and stats(second, "expenses")["synced"] == 1
+        assert stats(second, "sales_invoices")["scanned"] == 0
+        assert net(store)["expenses:office-rent"] == D("37.00")
+    finally:
+        get_settings.cache_clear()

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from ledger.accounts import category_slug
 from ledger.posting import drafts_for
 from ledger.reconcile import active_postings, plan_document
-from ledger.sources import SourceType, Withdrawn
+from ledger.sources import SourceType
 from ledger.validation import read_source
 from ledger.verification import balances_of, is_balanced, trial_balance
 

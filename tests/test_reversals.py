@@ -9,7 +9,7 @@ posting of the new state would leave them.
 from __future__ import annotations
 
 import copy
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import pytest
 from bson.decimal128 import Decimal128
