@@ -26,7 +26,7 @@ from flows.settings import get_settings
 from ledger.batch import BatchPlan, plan_batch, plan_removed_sources, removed_source_entries
 from ledger.entries import JournalEntry
 from ledger.sources import SYNC_TYPES, Rejection
-from ledger.store import LedgerStore, SourceQuery, balances_from_document, balances_to_document, source_phases, utc_now
+from ledger.store import LedgerStore, SourceQuery, balances_from_document, balances_to_document, utc_now
 from ledger.sync_run import STEP_LABELS, SyncStats, TypeStats
 from ledger.verification import balances_of, is_balanced
 
@@ -127,15 +127,12 @@ class DocumentStep:
         resume_at = SourceQuery(**{**query.__dict__, "after_id": previous_id,
                                    "phase": self.step_record.get("phase", 0)})
         self.total = self.processed + self.store.count_sources(resume_at)
-        phases = source_phases(query)
         with self.reporter:
             self._report(force=True)
             writer = _Writer(self)
             try:
                 for phase, documents in self.store.source_batches(resume_at):
                     ids = [document["_id"] for document in documents]
-                    if not phases[phase].indexed:
-                        self.total += len(documents)  # string-dated documents are counted as they come
                     if by_range:
                         existing = self.store.entries_in_source_range(context.vendor_id, self.source_type,
                                                                       previous_id, ids[-1])

@@ -82,7 +82,7 @@ class ProgressReporter:
     def update(self, snapshot: dict, force: bool = False) -> None:
         with self._lock:
             if self._latest is not None and snapshot["percent"] < self._latest["percent"]:
-                snapshot = {**snapshot, "percent": self._latest["percent"]}  # a growing total never moves it back
+                snapshot = {**snapshot, "percent": self._latest["percent"]}  # watchers never see progress go back
             self._latest = snapshot
             now = time.monotonic()
             due = force or snapshot["step"] != self._last_step or now - self._last_sent >= self.min_interval

@@ -118,11 +118,9 @@ class LedgerStore:
         return currency.strip().upper() if isinstance(currency, str) and currency.strip() else default
 
     def count_sources(self, query: SourceQuery) -> int:
-        """How many documents the query reads, for progress (phases that need a scan are
-        left out: they hold the rare documents with string dates, counted as they come)."""
+        """How many documents the query reads (for progress)."""
         collection = self.db[self.names.source(query.source_type)]
-        return sum(collection.count_documents(phase.filter) for phase in source_phases(query)[query.phase:]
-                   if phase.indexed)
+        return sum(collection.count_documents(phase) for phase in source_phases(query)[query.phase:])
 
     def source_batches(self, query: SourceQuery) -> Iterator[tuple[int, list[dict]]]:
         """(phase, documents) in `_id` order within each phase, a batch at a time
@@ -130,7 +128,7 @@ class LedgerStore:
         collection = self.db[self.names.source(query.source_type)]
         phases = source_phases(query)
         for number in range(query.phase, len(phases)):
-            cursor = collection.find(phases[number].filter, sort=[("_id", ASCENDING)], batch_size=self.batch_size)
+            cursor = collection.find(phases[number], sort=[("_id", ASCENDING)], batch_size=self.batch_size)
             with cursor:
                 batch: list[dict] = []
                 for document in cursor:
@@ -472,44 +470,35 @@ def _account_document(vendor_id: str, account: Account) -> dict:
             "name": account.name, "type": account.type.value}
 
 
-@dataclass(frozen=True)
-class SourcePhase:
-    filter: dict
-    indexed: bool
+MAX_STRING = "\U0010ffff"  # bounds a string range so the server can seek it in an index
 
 
-def source_phases(query: SourceQuery) -> list[SourcePhase]:
-    """The queries that together read what `query` asks for, each one index-friendly.
+def source_phases(query: SourceQuery) -> list[dict]:
+    """The filters that together read what `query` asks for, each one index-friendly.
 
     Dates may be BSON datetimes or ISO strings, which the server cannot compare
     with each other: documents with string dates are read by their own phase
     (strings compared as text, a day early for offsets) and filtered exactly once
-    parsed. Incremental reads add the unchanged documents rejected last time. Separate queries instead of one `$or`, since not every server plans
-    an `$or` over indexes; a document's field has one type, so no document is
-    read twice.
+    parsed. Incremental reads add the unchanged documents rejected last time.
+    Separate queries instead of one `$or`, since not every server plans an `$or`
+    over indexes; a document's field has one type, so no document is read twice.
     """
-    date_options: list[tuple[dict, bool]] = [({}, True)]
+    date_options: list[dict] = [{}]
     date_range = _range(query.date_from, query.date_until)
     if date_range:
         name = date_field(query.source_type)
-        date_options = [({name: date_range}, True), ({name: {"$gte": ""}}, False)]
-    change_options: list[tuple[dict, bool]] = [({}, True)]
+        date_options = [{name: date_range}, {name: {"$gte": "", "$lte": MAX_STRING}}]
+    change_options: list[dict] = [{}]
     if query.changed_since is not None:
         text_since = (query.changed_since - timedelta(days=1)).strftime("%Y-%m-%d")
-        change_options = [({"updatedAt": {"$gte": query.changed_since}}, True), ({"updatedAt": None}, True),
-                          ({"updatedAt": {"$gte": text_since}}, False)]
-    if query.changed_since is not None and query.recheck_ids:
-        change_options.append(({"_id": {"$in": list(query.recheck_ids)}, "updatedAt": {"$lt": query.changed_since}},
-                               True))
-    phases = []
-    for date_clause, date_indexed in date_options:
-        for change_clause, change_indexed in change_options:
-            clauses = [{"vendorId": query.vendor_id}, date_clause, change_clause]
-            phases.append(SourcePhase(filter=_and(clauses), indexed=date_indexed and change_indexed))
-    if query.after_id is not None and phases:
-        first = phases[query.phase]
-        phases[query.phase] = SourcePhase(filter=_and([first.filter, {"_id": {"$gt": query.after_id}}]),
-                                          indexed=first.indexed)
+        change_options = [{"updatedAt": {"$gte": query.changed_since}}, {"updatedAt": None},
+                          {"updatedAt": {"$gte": text_since, "$lte": MAX_STRING}}]
+        if query.recheck_ids:
+            change_options.append({"_id": {"$in": list(query.recheck_ids)}, "updatedAt": {"$lt": query.changed_since}})
+    phases = [_and([{"vendorId": query.vendor_id}, date_clause, change_clause])
+              for date_clause in date_options for change_clause in change_options]
+    if query.after_id is not None:
+        phases[query.phase] = _and([phases[query.phase], {"_id": {"$gt": query.after_id}}])
     return phases
 
 
