@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, time, timezone
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from functools import lru_cache
 
 from bson.decimal128 import Decimal128
 
@@ -30,7 +31,7 @@ def to_decimal(value: object) -> Decimal:
     if isinstance(value, bool):
         raise InvalidValue(f"not a number: {value!r}")
     if isinstance(value, Decimal128):
-        number = value.to_decimal()
+        number = _from_bid(value.bid)
     elif isinstance(value, Decimal):
         number = value
     elif isinstance(value, int):
@@ -52,6 +53,19 @@ def to_decimal(value: object) -> Decimal:
     if not number.is_finite():
         raise InvalidValue(f"not a finite number: {_preview(value)}")
     return number
+
+
+@lru_cache(maxsize=1 << 16)
+def _from_bid(bid: bytes) -> Decimal:
+    """Decimal128 → Decimal is slow pure Python in bson; amounts repeat (prices, zeros), so remember them."""
+    return Decimal128.from_bid(bid).to_decimal()
+
+
+@lru_cache(maxsize=1 << 16)
+def to_decimal128(amount: Decimal) -> Decimal128:
+    """The BSON form of a cent amount (every amount the ledger writes is quantized to cents,
+    so equal amounts have one representation and can share one cached value)."""
+    return Decimal128(amount)
 
 
 def to_money(value: object) -> Decimal:

@@ -21,6 +21,7 @@ from pymongo.database import Database
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from ledger.accounts import Account, account_for
+from ledger.parsing import to_decimal, to_decimal128
 from ledger.entries import ZERO, JournalEntry, Line, SourceRef, id_text
 from ledger.sources import Rejection, SourceType
 from ledger.verification import Balances
@@ -434,7 +435,7 @@ def entry_to_document(entry: JournalEntry, sync_id: str, posted_at: datetime) ->
         source["paymentId"] = entry.source.payment_id
     document = {
         "_id": entry.id, "vendorId": entry.vendor_id, "date": entry.date, "source": source,
-        "lines": [{"account": line.account, "debit": Decimal128(line.debit), "credit": Decimal128(line.credit)}
+        "lines": [{"account": line.account, "debit": to_decimal128(line.debit), "credit": to_decimal128(line.credit)}
                   for line in entry.lines],
         "fingerprint": entry.fingerprint, "syncId": sync_id, "postedAt": posted_at,
     }
@@ -522,7 +523,7 @@ def _range(start: datetime | None, end: datetime | None) -> dict:
 
 
 def _decimal(value: Any) -> Decimal:
-    return value.to_decimal() if isinstance(value, Decimal128) else Decimal(str(value))
+    return to_decimal(value) if isinstance(value, Decimal128) else Decimal(str(value))
 
 
 def _cents(value: Any) -> Decimal:
