@@ -133,6 +133,10 @@ class DocumentStep:
             try:
                 for phase, documents in self.store.source_batches(resume_at):
                     ids = [document["_id"] for document in documents]
+                    if by_range and not _same_bson_type(previous_id, ids):
+                        # A range query only compares ids of one BSON type: look these up by id,
+                        # and find hard deletes the slower way at the end.
+                        by_range = False
                     if by_range:
                         existing = self.store.entries_in_source_range(context.vendor_id, self.source_type,
                                                                       previous_id, ids[-1])
@@ -243,3 +247,8 @@ class DocumentStep:
         self.logger.warning("rejected vendor=%s sync=%s %s=%s field=%s: %s", self.context.vendor_id,
                             self.context.sync_id, rejection.type.value, rejection.id, rejection.field,
                             rejection.reason)
+
+
+def _same_bson_type(previous_id: Any, ids: list) -> bool:
+    kinds = {type(source_id) for source_id in ids} | ({type(previous_id)} if previous_id is not None else set())
+    return len(kinds) == 1

@@ -329,3 +329,18 @@ def test_same_values_in_other_types_newer_updated_at_or_extra_field_post_nothing
 
     assert snapshot(db) == before
     assert stats(summary) == {"scanned": 5, "synced": 0, "reversed": 0, "skipped": 5, "errors": 0}
+
+
+def test_full_sync_with_ids_of_several_bson_types_still_finds_changes_and_hard_deletes(db, store, sync):
+    """ObjectId, int and string `_id`s in one collection: the full sync reconciles them all."""
+    from bson import ObjectId
+
+    oid = ObjectId()
+    insert(db, "salesinvoices", sales(oid, subtotal="100.00"), sales(7, subtotal="200.00"),
+           sales("S9", subtotal="300.00"))
+    sync("v1", full=True)
+    db.salesinvoices.update_one({"_id": 7}, {"$set": {"subtotal": "250.00", "total": "250.00"}})
+    db.salesinvoices.delete_one({"_id": "S9"})
+    summary = sync("v1", full=True)
+    assert stats(summary, "sales_invoices")["reversed"] == 2 and stats(summary, "sales_invoices")["synced"] == 1
+    assert net(store)["accounts_receivable"] == D("350.00")
