@@ -135,12 +135,16 @@ def main() -> None:
         finally:
             prefect.terminate()
             prefect.wait(30)
+        from bench.socket_latency import measure
+
+        sockets = measure(database.uri, "bench", work / "stack", args.size // 4, load_documents)
     result = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": {"cores": os.cpu_count(), "memoryGb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
                     "python": platform.python_version()},
         "rows": rows,
         "rssGrowth4N": round(rows[1]["peakRssMb"] / rows[0]["peakRssMb"], 3),
+        "socket": {"documents": args.size // 4, **sockets},
     }
     (RESULTS / "latest.json").write_text(json.dumps(result, indent=2))
     print(render(result))
@@ -158,6 +162,10 @@ def render(result: dict) -> str:
                      f"{row['peakRssMb']} | {row['documentsPerSecond']} |")
     lines.append("")
     lines.append(f"Peak RSS at 4N ÷ at N: {result['rssGrowth4N']}")
+    socket = result["socket"]
+    lines.append(f"Socket.IO during a sync of {socket['documents']:,} documents: {socket['events']} progress events, "
+                 f"{socket['eventsPerSecond']}/s to the room; emit-to-client p50 {socket['emitToClientP50Ms']} ms, "
+                 f"p95 {socket['emitToClientP95Ms']} ms")
     return "\n".join(lines)
 
 

@@ -36,7 +36,10 @@ def remove_listener(listener: Listener) -> None:
 
 
 def publish(event: str, payload: dict) -> None:
-    """Hand an event to every listener; a failing listener never fails the sync."""
+    """Hand an event to every listener; a failing listener never fails the sync.
+
+    `emittedAt` (epoch seconds) lets a watcher measure how late an update reaches it."""
+    payload = {**payload, "emittedAt": round(time.time(), 3)}
     for listener in list(_listeners):
         try:
             listener(event, payload)
