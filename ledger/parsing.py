@@ -55,13 +55,14 @@ def to_decimal(value: object) -> Decimal:
     return number
 
 
-@lru_cache(maxsize=1 << 16)
+@lru_cache(maxsize=1 << 12)
 def _from_bid(bid: bytes) -> Decimal:
-    """Decimal128 → Decimal is slow pure Python in bson; amounts repeat (prices, zeros), so remember them."""
+    """Decimal128 → Decimal is slow pure Python in bson; amounts repeat (prices, zeros), so the
+    recent ones are remembered (a small bound keeps memory flat in the size of the data)."""
     return Decimal128.from_bid(bid).to_decimal()
 
 
-@lru_cache(maxsize=1 << 16)
+@lru_cache(maxsize=1 << 12)
 def to_decimal128(amount: Decimal) -> Decimal128:
     """The BSON form of a cent amount (every amount the ledger writes is quantized to cents,
     so equal amounts have one representation and can share one cached value)."""
