@@ -193,9 +193,14 @@ class DocumentStep:
         """Full sync: reverse what the ledger holds for documents gone from the source."""
         store, context = self.store, self.context
         now = utc_now()
+        if by_range and last_id is not None:
+            # Ranges only reached ids of the type read; the ledger's smallest and largest
+            # source ids (BSON order groups types) tell whether it holds any other.
+            bounds = store.source_id_bounds(context.vendor_id, self.source_type)
+            by_range = all(type(bound) is type(last_id) for bound in bounds)
         if by_range:  # the stretch of ids after the last document read
             gone = [store.entries_in_source_range(context.vendor_id, self.source_type, last_id, None)]
-        else:  # a date range: check the documents the ledger holds for that range
+        else:  # check every document the ledger holds (for the date range, if any)
             gone = []
             for ids in store.posted_source_id_batches(self.source_type, context.vendor_id, context.parameters.start,
                                                       context.parameters.end_exclusive):

@@ -140,6 +140,16 @@ class LedgerStore:
                 if batch:
                     yield number, batch
 
+    def source_id_bounds(self, vendor_id: str, source_type: SourceType) -> list:
+        """The smallest and largest source ids the ledger holds for this type (two index probes)."""
+        query = {"vendorId": vendor_id, "source.type": source_type.value}
+        bounds = []
+        for direction in (ASCENDING, DESCENDING):
+            entry = self.entries.find_one(query, {"source.id": 1}, sort=[("source.id", direction)])
+            if entry is not None:
+                bounds.append(entry["source"]["id"])
+        return bounds
+
     def missing_source_ids(self, source_type: SourceType, vendor_id: str, ids: list) -> list:
         """Which of `ids` are gone from the source collection (hard deletes)."""
         found = {doc["_id"] for doc in self.db[self.names.source(source_type)].find(

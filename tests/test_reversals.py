@@ -344,3 +344,16 @@ def test_full_sync_with_ids_of_several_bson_types_still_finds_changes_and_hard_d
     summary = sync("v1", full=True)
     assert stats(summary, "sales_invoices")["reversed"] == 2 and stats(summary, "sales_invoices")["synced"] == 1
     assert net(store)["accounts_receivable"] == D("350.00")
+
+
+def test_full_sync_finds_hard_deletes_of_every_document_with_one_id_type(db, store, sync):
+    """All string-id invoices deleted while ObjectId ones remain: still reversed."""
+    from bson import ObjectId
+
+    insert(db, "salesinvoices", sales(ObjectId(), subtotal="100.00"), sales("S1", subtotal="200.00"),
+           sales("S2", subtotal="300.00"))
+    sync("v1", full=True)
+    db.salesinvoices.delete_many({"_id": {"$in": ["S1", "S2"]}})
+    summary = sync("v1", full=True)
+    assert stats(summary, "sales_invoices")["reversed"] == 2
+    assert net(store)["accounts_receivable"] == D("100.00")
