@@ -354,8 +354,10 @@ def run_stack(port: int = 4000, on_ready: Callable[[Stack], None] | None = None,
     finally:
         state_file.unlink(missing_ok=True)
         if stack is not None:
-            echo("Stopping…")
-            stack.stop()
+            try:
+                echo("Stopping…")  # may fail when the terminal or a pipe is already gone...
+            finally:
+                stack.stop()  # ...but everything started is stopped regardless
             echo("Stopped.")
         for sig, handler in previous.items():
             signal.signal(sig, handler)
