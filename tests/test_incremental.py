@@ -50,19 +50,9 @@ def test_incremental_sync_reads_only_what_changed_since_the_last_successful_sync
 
 def test_a_document_changed_while_a_sync_runs_is_picked_up_by_the_next(db, store, sync, monkeypatch):
     load_march(db)
-    original = LedgerStore.insert_entries
-    changed = []
-
-    def insert_and_edit_meanwhile(self, new_entries, *args, **kwargs):
-        new_entries = list(new_entries)
-        result = original(self, new_entries, *args, **kwargs)
-        if not changed and any(e.source.type.value == "expense" for e in new_entries):
-            # The sales step is done: the app edits an invoice that was already read.
-            touch(db, "salesinvoices", "S1", subtotal="120.00", total="120.00")
-            changed.append(True)
-        return result
-
-    monkeypatch.setattr(LedgerStore, "insert_entries", insert_and_edit_meanwhile)
+    # Once the sales step is done, the app edits an invoice that was already read.
+    original, changed = _edit_meanwhile(monkeypatch, "expense", lambda: touch(
+        db, "salesinvoices", "S1", subtotal="120.00", total="120.00"))
     first = sync("v1")
     assert changed
     assert net(store)["sales"] == D("-600.00")  # the sync read S1 before the edit
@@ -201,21 +191,13 @@ def test_documents_created_or_soft_deleted_while_a_sync_runs_are_picked_up_by_th
     """Changes after a step read its documents: a new invoice, a new expense, a soft delete.
     The next incremental sync reads exactly those, nothing else."""
     load_march(db)
-    original = LedgerStore.insert_entries
-    changed = []
 
-    def insert_and_edit_meanwhile(self, new_entries, *args, **kwargs):
-        new_entries = list(new_entries)
-        result = original(self, new_entries, *args, **kwargs)
-        if not changed and any(e.source.type.value == "purchase_invoice" for e in new_entries):
-            # Sales are done, expenses not yet read: the app creates and deletes meanwhile.
-            insert(db, "salesinvoices", sales("S4", subtotal="400.00", updatedAt=now_ms()))
-            touch(db, "salesinvoices", "S2", isDeleted=True)
-            insert(db, "expenses", expense("E3", amount="30.00", updatedAt=now_ms()))  # read by this very sync
-            changed.append(True)
-        return result
+    def create_and_delete():  # sales are done, expenses not yet read
+        insert(db, "salesinvoices", sales("S4", subtotal="400.00", updatedAt=now_ms()))
+        touch(db, "salesinvoices", "S2", isDeleted=True)
+        insert(db, "expenses", expense("E3", amount="30.00", updatedAt=now_ms()))  # read by this very sync
 
-    monkeypatch.setattr(LedgerStore, "insert_entries", insert_and_edit_meanwhile)
+    original, changed = _edit_meanwhile(monkeypatch, "purchase_invoice", create_and_delete)
     first = sync("v1")
     assert changed and stats(first, "expenses")["scanned"] == 3 and stats(first, "sales_invoices")["scanned"] == 3
     assert net(store)["sales"] == D("-600.00")
@@ -249,3 +231,21 @@ def test_a_change_committed_late_is_caught_by_the_overlap(db, store, sync, monke
         assert net(store)["expenses:office-rent"] == D("37.00")
     finally:
         get_settings.cache_clear()
+
+
+def _edit_meanwhile(monkeypatch, when_writing: str, edit):
+    """Run `edit` (the business app changing data) once, while the sync writes its first
+    entries of type `when_writing`; returns the real insert and a list that records the edit."""
+    original = LedgerStore.insert_entries
+    changed: list[bool] = []
+
+    def insert_and_edit(self, new_entries, *args, **kwargs):
+        new_entries = list(new_entries)
+        result = original(self, new_entries, *args, **kwargs)
+        if not changed and any(e.source.type.value == when_writing for e in new_entries):
+            edit()
+            changed.append(True)
+        return result
+
+    monkeypatch.setattr(LedgerStore, "insert_entries", insert_and_edit)
+    return original, changed
