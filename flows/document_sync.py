@@ -123,8 +123,6 @@ class DocumentStep:
         # A full sync of everything reads every document in `_id` order, so fetching the
         # ledger's entries by id range finds hard-deleted documents at no extra cost.
         by_range = parameters.full and parameters.covers_everything
-        # A vendor's first sync of a type (nothing posted yet) needs no lookups at all.
-        ledger_empty = not self.store.source_id_bounds(context.vendor_id, self.source_type)
         previous_id = self.step_record.get("lastId")
         resume_at = SourceQuery(**{**query.__dict__, "after_id": previous_id,
                                    "phase": self.step_record.get("phase", 0)})
@@ -139,9 +137,7 @@ class DocumentStep:
                         # A range query only compares ids of one BSON type: look these up by id,
                         # and find hard deletes the slower way at the end.
                         by_range = False
-                    if ledger_empty:
-                        existing, removed = [], []
-                    elif by_range:
+                    if by_range:
                         existing = self.store.entries_in_source_range(context.vendor_id, self.source_type,
                                                                       previous_id, ids[-1])
                         removed = removed_source_entries(existing, ids)
