@@ -106,6 +106,7 @@ class DocumentStep:
         self.processed = self.step_record.get("processed", 0) if self.step_record.get("lastId") is not None else 0
         self.total = 0
         self.known_accounts: set[str] = set()
+        self.id_types: set[str] = set()  # BSON types of the source ids this type has in the ledger
         self.reporter = progress.ProgressReporter(context.sync_id, context.vendor_id)
         self.cancelled = False  # set by the writer when the run record asks for it
 
@@ -120,6 +121,7 @@ class DocumentStep:
                             date_until=parameters.end_exclusive, changed_since=context.changed_since.get(self.sync_type),
                             recheck_ids=tuple(self.recheck))
         self.known_accounts = self.store.known_accounts(context.vendor_id)
+        self.id_types = self.store.posted_id_types(context.vendor_id, self.source_type)
         # A full sync of everything reads every document in `_id` order, so fetching the
         # ledger's entries by id range finds hard-deleted documents at no extra cost.
         by_range = parameters.full and parameters.covers_everything
@@ -194,10 +196,8 @@ class DocumentStep:
         store, context = self.store, self.context
         now = utc_now()
         if by_range and last_id is not None:
-            # Ranges only reached ids of the type read; the ledger's smallest and largest
-            # source ids (BSON order groups types) tell whether it holds any other.
-            bounds = store.source_id_bounds(context.vendor_id, self.source_type)
-            by_range = all(type(bound) is type(last_id) for bound in bounds)
+            # Ranges only reached ids of the type read: enough unless the ledger holds others.
+            by_range = self.id_types <= {type(last_id).__name__}
         if by_range:  # the stretch of ids after the last document read
             gone = [store.entries_in_source_range(context.vendor_id, self.source_type, last_id, None)]
         else:  # check every document the ledger holds (for the date range, if any)
@@ -219,6 +219,10 @@ class DocumentStep:
         unbalanced = [entry.id for entry in entries if not is_balanced(entry)]
         if unbalanced:  # the posting rules never produce one; refuse rather than corrupt the books
             raise LedgerInconsistent(f"refusing to post unbalanced entries: {', '.join(unbalanced[:5])}")
+        new_kinds = {type(entry.source.id).__name__ for entry in entries} - self.id_types
+        if new_kinds:  # recorded first, so a crash right after the insert cannot lose them
+            self.store.note_id_types(self.context.vendor_id, self.source_type, new_kinds)
+            self.id_types |= new_kinds
         return self.store.insert_entries(entries, self.context.sync_id, now).inserted_ids
 
     def _open_accounts(self, entries: list[JournalEntry]) -> None:

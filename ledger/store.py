@@ -140,15 +140,16 @@ class LedgerStore:
                 if batch:
                     yield number, batch
 
-    def source_id_bounds(self, vendor_id: str, source_type: SourceType) -> list:
-        """The smallest and largest source ids the ledger holds for this type (two index probes)."""
-        query = {"vendorId": vendor_id, "source.type": source_type.value}
-        bounds = []
-        for direction in (ASCENDING, DESCENDING):
-            entry = self.entries.find_one(query, {"source.id": 1}, sort=[("source.id", direction)])
-            if entry is not None:
-                bounds.append(entry["source"]["id"])
-        return bounds
+    def posted_id_types(self, vendor_id: str, source_type: SourceType) -> set[str]:
+        """The BSON types of the source ids the ledger holds for this type (one read by `_id`)."""
+        state = self.vendor_state.find_one({"_id": vendor_id}, {f"idTypes.{source_type.value}": 1}) or {}
+        return set(state.get("idTypes", {}).get(source_type.value, []))
+
+    def note_id_types(self, vendor_id: str, source_type: SourceType, kinds: set[str]) -> None:
+        """Remember new id types before posting entries with them (rare: once per new type)."""
+        self.vendor_state.update_one({"_id": vendor_id},
+                                     {"$addToSet": {f"idTypes.{source_type.value}": {"$each": sorted(kinds)}}},
+                                     upsert=True)
 
     def missing_source_ids(self, source_type: SourceType, vendor_id: str, ids: list) -> list:
         """Which of `ids` are gone from the source collection (hard deletes)."""
