@@ -7,6 +7,7 @@ import logging
 import threading
 from datetime import datetime, timedelta
 
+from ledger.sources import SYNC_TYPES
 from ledger.store import LedgerStore, SyncAlreadyRunning, utc_now
 from ledger.sync_run import ALL_TYPES, STEPS, SyncParameters, SyncStats
 
@@ -41,7 +42,7 @@ def open_run(store: LedgerStore, vendor_id: str, parameters: SyncParameters, ove
         previous = None if parameters.full else store.last_covering_run(vendor_id, sync_type)
         since[sync_type] = previous["startedAt"] - timedelta(seconds=overlap_seconds) if previous else None
         # Documents it rejected are read again until fixed, so their errors stay in view.
-        recheck[sync_type] = store.rejected_source_ids(previous["syncId"], sync_type) if previous else []
+        recheck[sync_type] = store.rejected_source_ids(previous["syncId"], SYNC_TYPES[sync_type]) if previous else []
     run = {
         "syncId": new_sync_id(vendor_id, now), "vendorId": vendor_id, "state": state,
         "parameters": parameters.as_document(), "since": since, "recheck": recheck,

@@ -27,7 +27,6 @@ from ledger.sources import Rejection, SourceType
 from ledger.verification import Balances
 
 DUPLICATE_KEY = 11000
-ACTIVE_STATES = ("queued", "running", "cancelling")
 
 
 @dataclass(frozen=True)
@@ -174,15 +173,6 @@ class LedgerStore:
         if batch:
             yield batch
 
-    def account_balance_of_sources(self, vendor_id: str, source_type: SourceType, ids: list, account: str) -> Decimal:
-        """Debits − credits on `account` from the entries of these documents."""
-        rows = list(self.entries.aggregate([
-            {"$match": {"vendorId": vendor_id, "source.type": source_type.value, "source.id": {"$in": ids}}},
-            {"$unwind": "$lines"}, {"$match": {"lines.account": account}},
-            {"$group": {"_id": None, "debit": {"$sum": "$lines.debit"}, "credit": {"$sum": "$lines.credit"}}},
-        ]))
-        return _cents(rows[0]["debit"]) - _cents(rows[0]["credit"]) if rows else ZERO
-
     # ---- ledger entries -------------------------------------------------------
 
     def entries_for_sources(self, vendor_id: str, source_type: SourceType, ids: list) -> list[JournalEntry]:
@@ -227,12 +217,6 @@ class LedgerStore:
             if state is not None:
                 return state["runs"]
         raise RuntimeError(f"could not number a run of vendor {vendor_id}")
-
-    def entries_for_source(self, vendor_id: str, source_type: SourceType | None, source_id: Any) -> list[dict]:
-        query: dict[str, Any] = {"vendorId": vendor_id, "source.id": source_id}
-        if source_type is not None:
-            query["source.type"] = source_type.value
-        return list(self.entries.find(query).sort([("postedAt", ASCENDING), ("_id", ASCENDING)]))
 
     def insert_entries(self, entries: Iterable[JournalEntry], sync_id: str, posted_at: datetime) -> WriteResult:
         """Insert in one unordered batch; an entry that exists already is a no-op, not an error."""
@@ -319,10 +303,8 @@ class LedgerStore:
             if any(problem.get("code") != DUPLICATE_KEY for problem in error.details.get("writeErrors", [])):
                 raise
 
-    def rejected_source_ids(self, sync_id: str, sync_type: str) -> list:
-        source_type = {"sales_invoices": "sales_invoice", "purchase_invoices": "purchase_invoice",
-                       "expenses": "expense"}[sync_type]
-        return [doc["sourceId"] for doc in self.errors.find({"syncId": sync_id, "sourceType": source_type},
+    def rejected_source_ids(self, sync_id: str, source_type: SourceType) -> list:
+        return [doc["sourceId"] for doc in self.errors.find({"syncId": sync_id, "sourceType": source_type.value},
                                                             {"sourceId": 1})]
 
     def rejections(self, sync_id: str, vendor_id: str, limit: int = 500) -> list[dict]:
@@ -550,7 +532,3 @@ def as_utc(moment: datetime | None) -> datetime | None:
 def utc_now() -> datetime:
     now = datetime.now(timezone.utc)
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
-
-
-def days_after(moment: datetime, days: int = 1) -> datetime:
-    return moment + timedelta(days=days)
