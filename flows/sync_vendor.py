@@ -183,7 +183,7 @@ def _open_documents(store, context: SyncContext, run: dict, unchanged: bool) -> 
 
 def _read_open_documents(store, context: SyncContext) -> tuple[Decimal, Decimal]:
     totals = {"receivable": ZERO, "payable": ZERO}
-    for sync_type, source_type in SYNC_TYPES.items():
+    for source_type in SYNC_TYPES.values():
         key = "receivable" if source_type is SourceType.SALES_INVOICE else "payable"
         query = SourceQuery(vendor_id=context.vendor_id, source_type=source_type)
         for _, documents in store.source_batches(query):
