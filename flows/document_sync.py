@@ -122,6 +122,9 @@ class DocumentStep:
                             recheck_ids=tuple(self.recheck))
         self.known_accounts = self.store.known_accounts(context.vendor_id)
         self.id_types = self.store.posted_id_types(context.vendor_id, self.source_type)
+        # The vendor's first sync of this type: nothing posted to reconcile with or to reverse,
+        # so no lookups (a run that wrote entries before an interruption has their id types noted).
+        first_posting = not self.id_types and not self.store.has_entries(context.vendor_id, self.source_type)
         # A full sync of everything reads every document in `_id` order, so fetching the
         # ledger's entries by id range finds hard-deleted documents at no extra cost.
         by_range = parameters.full and parameters.covers_everything
@@ -139,7 +142,9 @@ class DocumentStep:
                         # A range query only compares ids of one BSON type: look these up by id,
                         # and find hard deletes the slower way at the end.
                         by_range = False
-                    if by_range:
+                    if first_posting:
+                        existing, removed = [], []
+                    elif by_range:
                         existing = self.store.entries_in_source_range(context.vendor_id, self.source_type,
                                                                       previous_id, ids[-1])
                         removed = removed_source_entries(existing, ids)
@@ -157,7 +162,7 @@ class DocumentStep:
                 writer.close()
             if self.cancelled:
                 raise SyncCancelled()
-            if parameters.full and not self.step_record.get("deletesChecked"):
+            if parameters.full and not first_posting and not self.step_record.get("deletesChecked"):
                 self._reverse_hard_deletes(by_range, previous_id)
         return self.type_stats
 

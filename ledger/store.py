@@ -148,6 +148,10 @@ class LedgerStore:
         state = self.vendor_state.find_one({"_id": vendor_id}, {f"idTypes.{source_type.value}": 1}) or {}
         return set(state.get("idTypes", {}).get(source_type.value, []))
 
+    def has_entries(self, vendor_id: str, source_type: SourceType) -> bool:
+        """Whether the ledger holds any entry of this vendor and document type."""
+        return self.entries.find_one({"vendorId": vendor_id, "source.type": source_type.value}, {"_id": 1}) is not None
+
     def note_id_types(self, vendor_id: str, source_type: SourceType, kinds: set[str]) -> None:
         """Remember new id types before posting entries with them (rare: once per new type)."""
         self.vendor_state.update_one({"_id": vendor_id},

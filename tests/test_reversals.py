@@ -357,3 +357,23 @@ def test_full_sync_finds_hard_deletes_of_every_document_with_one_id_type(db, sto
     summary = sync("v1", full=True)
     assert stats(summary, "sales_invoices")["reversed"] == 2
     assert net(store)["accounts_receivable"] == D("100.00")
+
+
+@pytest.mark.parametrize("full", [False, True])
+def test_a_ledger_whose_id_types_were_never_noted_is_still_reconciled(db, store, sync, full):
+    """A vendor's first sync of a type skips looking up posted entries. "First" must come from
+    the ledger itself, not only from the noted id types: a ledger written before they were noted
+    (or whose vendor state was lost) still gets its changes reversed, never posted twice."""
+    insert(db, "salesinvoices", sales("S1", subtotal="100.00"), sales("S2", subtotal="200.00"))
+    sync("v1")
+    db.ledger_vendor_state.update_many({"_id": "v1"}, {"$unset": {"idTypes": ""}})
+    before = snapshot(db)
+    original = posted(db, "S1")
+    updated = change(db, "salesinvoices", "S1", {"subtotal": "150.00", "total": "150.00"})
+
+    summary = sync("v1", full=full)
+
+    assert_untouched(db, before)
+    assert_reverses(the_reversal_of(db, original), original, updated)
+    assert stats(summary, "sales_invoices")["synced"] == 1 and stats(summary, "sales_invoices")["reversed"] == 1
+    assert net(store)["accounts_receivable"] == D("350.00")
