@@ -16,9 +16,11 @@ import os
 import queue
 import signal
 import threading
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from flows import progress
 from flows.database import get_store
@@ -31,6 +33,7 @@ from ledger.sync_run import STEP_LABELS, SyncStats, TypeStats
 from ledger.verification import balances_of, is_balanced
 
 log = logging.getLogger("ledger_sync.sync")
+T = TypeVar("T")
 
 
 class SyncCancelled(Exception):
@@ -104,7 +107,7 @@ class DocumentStep:
         self.delta = balances_from_document(run.get("ledgerDelta", {}))
         self.written = run.get("entriesWritten", 0)
         self.processed = self.step_record.get("processed", 0) if self.step_record.get("lastId") is not None else 0
-        self.total = 0
+        self.total: int | None = None  # once counted
         self.known_accounts: set[str] = set()
         self.id_types: set[str] = set()  # BSON types of the source ids this type has in the ledger
         self.reporter = progress.ProgressReporter(context.sync_id, context.vendor_id)
@@ -131,12 +134,12 @@ class DocumentStep:
         previous_id = self.step_record.get("lastId")
         resume_at = SourceQuery(**{**query.__dict__, "after_id": previous_id,
                                    "phase": self.step_record.get("phase", 0)})
-        self.total = self.processed + self.store.count_sources(resume_at)
-        with self.reporter:
-            self._report(force=True)
+        with self.reporter, ThreadPoolExecutor(1, thread_name_prefix="count") as counter:
+            # Counting (for progress) costs the server about half a read: overlap it with the first batch.
+            counted = counter.submit(self.store.count_sources, resume_at)
             writer = _Writer(self)
             try:
-                for phase, documents in self.store.source_batches(resume_at):
+                for phase, documents in _read_ahead(self.store.source_batches(resume_at)):
                     ids = [document["_id"] for document in documents]
                     if by_range and not _same_bson_type(previous_id, ids):
                         # A range query only compares ids of one BSON type: look these up by id,
@@ -153,6 +156,7 @@ class DocumentStep:
                         removed = []
                     plan = plan_batch(self.source_type, documents, existing, parameters, context.base_currency,
                                       utc_now(), sync_id=context.sync_id)
+                    self._report_start_once_counted(counted)
                     writer.submit(_Write(plan=plan, removed=removed, earlier=self._own(existing), phase=phase,
                                          last_id=ids[-1], documents=len(documents)))
                     previous_id = ids[-1]
@@ -160,11 +164,18 @@ class DocumentStep:
                         break
             finally:
                 writer.close()
+            self._report_start_once_counted(counted)
             if self.cancelled:
                 raise SyncCancelled()
             if parameters.full and not first_posting and not self.step_record.get("deletesChecked"):
                 self._reverse_hard_deletes(by_range, previous_id)
         return self.type_stats
+
+    def _report_start_once_counted(self, counted: Future) -> None:
+        """Once the count is in, the step reports its start (before its first write)."""
+        if self.total is None:
+            self.total = self.processed + counted.result()
+            self._report(force=True)
 
     def write(self, job: _Write) -> None:
         """Runs on the writer thread: accounts, entries, rejections, then the checkpoint."""
@@ -261,6 +272,18 @@ class DocumentStep:
         self.logger.warning("rejected vendor=%s sync=%s %s=%s field=%s: %s", self.context.vendor_id,
                             self.context.sync_id, rejection.type.value, rejection.id, rejection.field,
                             rejection.reason)
+
+
+def _read_ahead(batches: Iterator[T]) -> Iterator[T]:
+    """The same batches, each fetched (a round trip, BSON decoding) while the one before is planned."""
+    try:
+        with ThreadPoolExecutor(1, thread_name_prefix="read-ahead") as reader:
+            upcoming = reader.submit(next, batches, None)
+            while (batch := upcoming.result()) is not None:
+                upcoming = reader.submit(next, batches, None)
+                yield batch
+    finally:
+        batches.close()  # after the reader stopped: the cursor is closed by the thread that owns it now
 
 
 def _same_bson_type(previous_id: Any, ids: list) -> bool:
