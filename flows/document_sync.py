@@ -11,6 +11,7 @@ it is recognised as this run's own (deterministic ids, `syncId`) and counted onc
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import queue
@@ -18,6 +19,7 @@ import signal
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -134,7 +136,7 @@ class DocumentStep:
         previous_id = self.step_record.get("lastId")
         resume_at = SourceQuery(**{**query.__dict__, "after_id": previous_id,
                                    "phase": self.step_record.get("phase", 0)})
-        with self.reporter, ThreadPoolExecutor(1, thread_name_prefix="count") as counter:
+        with self.reporter, _rare_cycle_collection(), ThreadPoolExecutor(1, thread_name_prefix="count") as counter:
             # Counting (for progress) costs the server about half a read: overlap it with the first batch.
             counted = counter.submit(self.store.count_sources, resume_at)
             writer = _Writer(self)
@@ -272,6 +274,37 @@ class DocumentStep:
         self.logger.warning("rejected vendor=%s sync=%s %s=%s field=%s: %s", self.context.vendor_id,
                             self.context.sync_id, rejection.type.value, rejection.id, rejection.field,
                             rejection.reason)
+
+
+_GC_THRESHOLD = 50_000  # container allocations between young collections (CPython's default: 700)
+_gc_lock = threading.Lock()
+_gc_users = 0
+_gc_default: tuple[int, int, int] = gc.get_threshold()
+
+
+@contextmanager
+def _rare_cycle_collection() -> Iterator[None]:
+    """Run the cycle collector less often while batches are planned.
+
+    A batch allocates ~100k small objects that live until it is written, so with the
+    default threshold the collector runs hundreds of times per batch, each time walking
+    objects that are freed by reference counting anyway: a quarter of a sync's CPU
+    (measured). Entries hold no cycles, so memory stays what the batch needs. Restored
+    when the last step running in this process ends.
+    """
+    global _gc_users, _gc_default
+    with _gc_lock:
+        if _gc_users == 0:
+            _gc_default = gc.get_threshold()
+            gc.set_threshold(max(_gc_default[0], _GC_THRESHOLD), *_gc_default[1:])
+        _gc_users += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_users -= 1
+            if _gc_users == 0:
+                gc.set_threshold(*_gc_default)
 
 
 def _read_ahead(batches: Iterator[T]) -> Iterator[T]:
