@@ -1,8 +1,9 @@
 """`make bench`: sync against the floor, round trips, memory, at N and 4N documents.
 
 Every figure is a ratio or a count from this one run on this one server, because
-absolute times on a shared machine drift. Writes bench/results/latest.json and
-prints a table.
+absolute times on a shared machine drift; each sync is compared with the floor
+measured right after it, and at N that pair is repeated (the median is shown, with
+the range). Writes bench/results/latest.json and prints a table.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -98,40 +100,58 @@ def start_prefect(home: Path, env: dict) -> tuple[subprocess.Popen, str]:
     raise RuntimeError("the Prefect server did not start")
 
 
+def measure_size(client: MongoClient, env: dict, size: int, repetition: int) -> dict:
+    """One full sync, its floor and a no-change re-sync of `size` documents, in a database of its own
+    (so no measurement inherits another's data), dropped afterwards."""
+    name = f"bench_{size}_{repetition}"
+    db = client[name]
+    env = {**env, "MONGODB_DB": name}
+    vendor_id = f"bench-{size}"
+    documents = load_documents(db, vendor_id, size)
+    full = run_sync(env, vendor_id, full=True)
+    entries = db.ledger_entries.count_documents({"vendorId": vendor_id})
+    floor = floor_seconds(db, vendor_id)
+    resync = run_sync(env, vendor_id, full=False)
+    client.drop_database(name)
+    return {"documents": documents, "entries": entries, "fullSyncSeconds": full["durationMs"] / 1000,
+            "floorSeconds": round(floor, 3), "syncOverFloor": round(full["durationMs"] / 1000 / floor, 2),
+            "resyncOverFull": round(resync["durationMs"] / full["durationMs"], 3), "peakRssMb": round(full["peakRssMb"], 1),
+            "fullCommands": full["commands"], "resyncCommands": resync["commands"]}
+
+
+def summarize(runs: list[dict]) -> dict:
+    """A size's row: the median of its repetitions (the range too), commands from the median run."""
+    ratios = sorted(run["syncOverFloor"] for run in runs)
+    median = sorted(runs, key=lambda run: run["syncOverFloor"])[(len(runs) - 1) // 2]
+    documents = median["documents"]
+    return {
+        "documents": documents, "entries": median["entries"], "repetitions": len(runs),
+        "syncOverFloor": round(statistics.median(ratios), 2), "syncOverFloorRange": [ratios[0], ratios[-1]],
+        "commandsPer1000Full": round(sum(median["fullCommands"].values()) * 1000 / documents, 2),
+        "commandsIncrementalNoChange": sum(median["resyncCommands"].values()),
+        "resyncOverFull": round(statistics.median(run["resyncOverFull"] for run in runs), 3),
+        "peakRssMb": max(run["peakRssMb"] for run in runs),
+        "documentsPerSecond": round(documents / median["fullSyncSeconds"], 1),
+        "runs": runs,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=20000, help="N source documents (4N is measured too)")
+    parser.add_argument("--repeat", type=int, default=3, help="measurements at N (one at 4N): the median is shown")
     args = parser.parse_args()
-    sizes = [args.size, args.size * 4]
     RESULTS.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="ledger-bench-"))
     env = {**os.environ, "PREFECT_LOGGING_LEVEL": "ERROR", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-           "DO_NOT_TRACK": "1", "PREFECT_LOGGING_TO_API_ENABLED": "false", "MONGODB_DB": "bench",
-           "LEDGER_INCREMENTAL_OVERLAP_SECONDS": "0"}
+           "DO_NOT_TRACK": "1", "PREFECT_LOGGING_TO_API_ENABLED": "false", "LEDGER_INCREMENTAL_OVERLAP_SECONDS": "0"}
     with EmbeddedDatabase(work / "db") as database:
         env["MONGODB_URI"] = database.uri
         prefect, env["PREFECT_API_URL"] = start_prefect(work / "prefect", env)
         try:
-            db = MongoClient(database.uri, tz_aware=True)["bench"]
-            rows = []
-            for size in sizes:
-                vendor_id = f"bench-{size}"
-                documents = load_documents(db, vendor_id, size)
-                full = run_sync(env, vendor_id, full=True)
-                entries = db.ledger_entries.count_documents({"vendorId": vendor_id})
-                floor = floor_seconds(db, vendor_id)
-                resync = run_sync(env, vendor_id, full=False)
-                rows.append({
-                    "documents": documents, "entries": entries,
-                    "fullSyncSeconds": full["durationMs"] / 1000, "floorSeconds": round(floor, 3),
-                    "syncOverFloor": round(full["durationMs"] / 1000 / floor, 2),
-                    "commandsPer1000Full": round(full["commandsTotal"] * 1000 / documents, 2),
-                    "commandsIncrementalNoChange": resync["commandsTotal"],
-                    "resyncOverFull": round(resync["durationMs"] / full["durationMs"], 3),
-                    "peakRssMb": round(full["peakRssMb"], 1),
-                    "documentsPerSecond": round(documents / (full["durationMs"] / 1000), 1),
-                    "fullCommands": full["commands"], "resyncCommands": resync["commands"],
-                })
+            client = MongoClient(database.uri, tz_aware=True)
+            rows = [summarize([measure_size(client, env, size, repetition) for repetition in range(repeat)])
+                    for size, repeat in ((args.size, max(1, args.repeat)), (args.size * 4, 1))]
         finally:
             prefect.terminate()
             prefect.wait(30)
@@ -153,11 +173,13 @@ def main() -> None:
 def render(result: dict) -> str:
     lines = [f"Ledger Sync benchmark — {result['date']} — {result['machine']['cores']} cores, "
              f"{result['machine']['memoryGb']} GiB, Python {result['machine']['python']}", "",
-             "| documents | entries | sync ÷ floor | commands / 1,000 docs (full) | commands, no-change re-sync "
-             "| re-sync ÷ full | peak RSS MB | docs/s |",
+             "| documents | entries | sync ÷ floor (median, range) | commands / 1,000 docs (full) "
+             "| commands, no-change re-sync | re-sync ÷ full | peak RSS MB | docs/s |",
              "|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for row in result["rows"]:
-        lines.append(f"| {row['documents']:,} | {row['entries']:,} | {row['syncOverFloor']} | "
+        low, high = row["syncOverFloorRange"]
+        spread = f" ({low}–{high}, {row['repetitions']} runs)" if row["repetitions"] > 1 else " (1 run)"
+        lines.append(f"| {row['documents']:,} | {row['entries']:,} | {row['syncOverFloor']}{spread} | "
                      f"{row['commandsPer1000Full']} | {row['commandsIncrementalNoChange']} | {row['resyncOverFull']} | "
                      f"{row['peakRssMb']} | {row['documentsPerSecond']} |")
     lines.append("")
