@@ -94,14 +94,14 @@ class _Writer:
 class DocumentStep:
     """Sync every selected document of one type for one run."""
 
-    def __init__(self, context, sync_type: str, logger: logging.Logger | logging.LoggerAdapter = log):
+    def __init__(self, context, sync_type: str, run: dict, logger: logging.Logger | logging.LoggerAdapter = log):
+        """`run` is the run record as the step started."""
         self.context = context
         self.sync_type = sync_type
         self.source_type = SYNC_TYPES[sync_type]
         self.logger = logger
         self.store: LedgerStore = get_store()
         self.crash_after = get_settings().ledger_crash_after_documents
-        run = self.store.run(context.sync_id)
         self.step_record = run["steps"][sync_type]
         self.recheck = run.get("recheck", {}).get(sync_type, [])
         self.stats = SyncStats.from_document(run["stats"])

@@ -82,10 +82,9 @@ def check_existing(context: SyncContext) -> dict:
     re-adds everything on the server.
     """
     store = get_store()
-    run = store.run(context.sync_id)
-    if run["steps"]["check_existing"]["state"] == "completed":
-        return run["ledgerAtStart"]  # resumed: the books were checked before this run wrote anything
-    _start_step(context, "check_existing")
+    run = _start_step(context, "check_existing")
+    if run is None:  # resumed: the books were checked before this run wrote anything
+        return store.run(context.sync_id)["ledgerAtStart"]
     seal = (store.latest_seal(context.vendor_id) or {}).get("ledger")
     if seal and not context.parameters.full and seal["runNumber"] == run["runNumber"] - 1:
         balances, unbalanced, count = balances_from_document(seal["balances"]), 0, seal["entries"]
@@ -99,7 +98,7 @@ def check_existing(context: SyncContext) -> dict:
             f"the existing ledger does not balance ({unbalanced} unbalanced entries, net {net}); "
             "nothing was written — investigate before syncing")
     at_start = {"entries": count, "balances": balances_to_document(balances), "basis": basis}
-    _finish_step(context, "check_existing", {"ledgerAtStart": at_start},
+    _finish_step(context, "check_existing", run, {"ledgerAtStart": at_start},
                  message=f"{count} entries already posted, books balanced")
     return at_start
 
@@ -112,14 +111,14 @@ def _recount(store, vendor_id: str):
 
 def _sync_documents(context: SyncContext, sync_type: str) -> dict:
     """Read the vendor's documents of one type in batches; post, reverse, reject; checkpoint each batch."""
-    run = get_store().run(context.sync_id)
-    if run["steps"][sync_type]["state"] == "completed":
-        return run["stats"][sync_type]  # a resumed run: this step finished before the interruption
-    _start_step(context, sync_type)
-    type_stats = DocumentStep(context, sync_type, get_run_logger()).run()
-    _finish_step(context, sync_type, {}, message=f"{STEP_LABELS[sync_type]}: {type_stats.synced} posted, "
-                                                 f"{type_stats.reversed} reversed, {type_stats.skipped} unchanged, "
-                                                 f"{type_stats.errors} rejected")
+    run = _start_step(context, sync_type)
+    if run is None:  # a resumed run: this step finished before the interruption
+        return get_store().run(context.sync_id)["stats"][sync_type]
+    step = DocumentStep(context, sync_type, run, get_run_logger())
+    type_stats = step.run()
+    _finish_step(context, sync_type, run, {}, stats=step.stats, processed=step.total or step.processed,
+                 message=f"{STEP_LABELS[sync_type]}: {type_stats.synced} posted, {type_stats.reversed} reversed, "
+                         f"{type_stats.skipped} unchanged, {type_stats.errors} rejected")
     return type_stats.model_dump()
 
 
@@ -140,8 +139,7 @@ def complete(context: SyncContext) -> dict:
     have had other runs write in between: it adds everything up again.
     """
     store = get_store()
-    _start_step(context, "complete")
-    run = store.run(context.sync_id)
+    run = _start_step(context, "complete", unless_completed=False)
     start = run["ledgerAtStart"]
     written = run.get("entriesWritten", 0)
     if run.get("attempts", 1) == 1:
@@ -160,7 +158,7 @@ def complete(context: SyncContext) -> dict:
                                  f"credits {verification.trial_balance.total_credit})")
     seal = {"syncId": context.sync_id, "runNumber": run["runNumber"], "entries": count,
             "balances": balances_to_document(balances)}
-    _finish_step(context, "complete", {"verification": report, "ledger": seal,
+    _finish_step(context, "complete", run, {"verification": report, "ledger": seal,
                                        "documentsOpen": {"receivable": str(receivable), "payable": str(payable)}},
                  message="Books balanced" if verification.ok else "Books balanced; control accounts differ")
     return report
@@ -271,36 +269,47 @@ def _finish_run(context: SyncContext, state: str, error: str | None) -> dict:
     return store.finish_run(context.sync_id, changes)
 
 
-def _start_step(context: SyncContext, step: str, extra: dict | None = None) -> None:
-    store = get_store()
-    snapshot = progress.ProgressReporter(context.sync_id, context.vendor_id).snapshot(
-        step, 0, 0, {}, f"{STEP_LABELS[step]}…")
-    run = store.update_run(context.sync_id, {f"steps.{step}.state": "running", f"steps.{step}.startedAt": utc_now(),
-                                             "heartbeatAt": utc_now(), **(extra or {})})
+def _start_step(context: SyncContext, step: str, unless_completed: bool = True) -> dict | None:
+    """Mark a step running and tell the room, in one command; the run record as it now is.
+    None when the step had completed before (a resumed run carries on after it)."""
+    reporter = progress.ProgressReporter(context.sync_id, context.vendor_id)
+    snapshot = reporter.snapshot(step, 0, 0, {}, f"{STEP_LABELS[step]}…")
+    now = utc_now()
+    run = get_store().update_run(
+        context.sync_id, {f"steps.{step}.state": "running", f"steps.{step}.startedAt": now, "heartbeatAt": now,
+                          **_shown(snapshot)},
+        at_least={"progress.percent": snapshot["percent"]}, unless_completed=step if unless_completed else None)
+    if run is None:
+        return None
     if run.get("cancelRequested"):
         raise SyncCancelled()
     stats = run["stats"]["total"]
     snapshot["stats"] = {k: stats.get(k, 0) for k in ("synced", "skipped", "reversed", "errors")}
-    snapshot["percent"] = max(snapshot["percent"], (run.get("progress") or {}).get("percent", 0))
-    store.update_run(context.sync_id, {"progress": progress.public(snapshot)})
+    snapshot["percent"] = run["progress"]["percent"]  # a resumed run's bar never goes back
     progress.publish(progress.PROGRESS, snapshot)
+    return run
 
 
-def _finish_step(context: SyncContext, step: str, extra: dict, message: str) -> None:
-    store = get_store()
+def _finish_step(context: SyncContext, step: str, at_start: dict, extra: dict, message: str,
+                 stats: SyncStats | None = None, processed: int = 0) -> None:
+    """Mark a step completed and tell the room, in one command. `at_start` is the run record
+    `_start_step` returned; `stats` what the step leaves the run's statistics at, if it changed them."""
     now = utc_now()
-    run = store.run(context.sync_id)
-    started = as_utc(run["steps"][step].get("startedAt")) or now
-    reporter = progress.ProgressReporter(context.sync_id, context.vendor_id)
-    stats = SyncStats.from_document(extra.get("stats") or run["stats"]).total
-    processed = run["steps"][step].get("total", 0) or run["steps"][step].get("processed", 0)
-    snapshot = reporter.snapshot(step, processed, processed, stats.model_dump(), message)
-    snapshot["percent"] = max(snapshot["percent"], (run.get("progress") or {}).get("percent", 0))
-    store.update_run(context.sync_id, {
+    started = as_utc(at_start["steps"][step].get("startedAt")) or now
+    totals = (stats or SyncStats.from_document(at_start["stats"])).total
+    snapshot = progress.ProgressReporter(context.sync_id, context.vendor_id).snapshot(
+        step, processed, processed, totals.model_dump(), message)
+    run = get_store().update_run(context.sync_id, {
         f"steps.{step}.state": "completed", f"steps.{step}.endedAt": now,
-        f"steps.{step}.durationMs": int((now - started).total_seconds() * 1000), "progress": progress.public(snapshot),
-        "heartbeatAt": now, **extra})
+        f"steps.{step}.durationMs": int((now - started).total_seconds() * 1000), "heartbeatAt": now,
+        **_shown(snapshot), **extra}, at_least={"progress.percent": snapshot["percent"]})
+    snapshot["percent"] = run["progress"]["percent"]
     progress.publish(progress.PROGRESS, snapshot)
+
+
+def _shown(snapshot: dict) -> dict:
+    """The run record's progress fields for a snapshot, except the percent (only ever raised)."""
+    return {f"progress.{name}": value for name, value in progress.public(snapshot).items() if name != "percent"}
 
 
 def _verification_document(verification) -> dict:

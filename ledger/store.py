@@ -346,11 +346,20 @@ class LedgerStore:
     def runs_of(self, vendor_id: str, limit: int = 20) -> list[dict]:
         return list(self.runs.find({"vendorId": vendor_id}).sort("startedAt", DESCENDING).limit(limit))
 
-    def update_run(self, sync_id: str, changes: dict, unset: Iterable[str] = ()) -> dict | None:
+    def update_run(self, sync_id: str, changes: dict, unset: Iterable[str] = (), at_least: dict | None = None,
+                   unless_completed: str | None = None) -> dict | None:
+        """Apply `changes` (and raise the `at_least` fields to at least their values, never lower
+        them) in one command; the record after. With `unless_completed`, only if that step has
+        not completed (None otherwise)."""
         update: dict[str, Any] = {"$set": changes}
         if unset:
             update["$unset"] = {name: "" for name in unset}
-        return self.runs.find_one_and_update({"_id": sync_id}, update, return_document=ReturnDocument.AFTER)
+        if at_least:
+            update["$max"] = at_least
+        query: dict[str, Any] = {"_id": sync_id}
+        if unless_completed is not None:
+            query[f"steps.{unless_completed}.state"] = {"$ne": "completed"}
+        return self.runs.find_one_and_update(query, update, return_document=ReturnDocument.AFTER)
 
     def reactivate_run(self, sync_id: str, changes: dict) -> dict:
         """Mark a finished run active again (resume), unless the vendor has another one running."""
