@@ -125,14 +125,16 @@ class LedgerStore:
 
     def source_batches(self, query: SourceQuery) -> Iterator[tuple[int, list[dict]]]:
         """(phase, documents) in `_id` order within each phase, a batch at a time
-        (one getMore per batch)."""
+        (one getMore per two batches)."""
         collection = self.db[self.names.source(query.source_type)]
         phases = source_phases(query)
         for number in range(query.phase, len(phases)):
             # Every document of the vendor (from a position): walk the index that is in `_id` order
             # already (a planner may otherwise filter by another index, then sort everything).
             hint = BY_VENDOR_INDEX if set(phases[number]) <= {"vendorId", "_id"} else None
-            cursor = collection.find(phases[number], sort=[("_id", ASCENDING)], batch_size=self.batch_size, hint=hint)
+            # Two batches per round trip: half the getMores, for one more batch of raw documents in memory.
+            cursor = collection.find(phases[number], sort=[("_id", ASCENDING)], batch_size=2 * self.batch_size,
+                                     hint=hint)
             with cursor:
                 batch: list[dict] = []
                 for document in cursor:
