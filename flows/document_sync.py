@@ -17,7 +17,7 @@ import os
 import queue
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -307,7 +307,7 @@ def _rare_cycle_collection() -> Iterator[None]:
                 gc.set_threshold(*_gc_default)
 
 
-def _read_ahead(batches: Iterator[T]) -> Iterator[T]:
+def _read_ahead(batches: Generator[T, None, None]) -> Iterator[T]:
     """The same batches, each fetched (a round trip, BSON decoding) while the one before is planned."""
     try:
         with ThreadPoolExecutor(1, thread_name_prefix="read-ahead") as reader:
