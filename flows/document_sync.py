@@ -265,7 +265,7 @@ class DocumentStep:
     def _snapshot(self) -> dict:
         label = STEP_LABELS[self.sync_type]
         return self.reporter.snapshot(self.sync_type, self.processed, self.total, self.stats.total.model_dump(),
-                                      f"{label}: {self.processed} of {self.total}")
+                                      f"{label}: {self.processed:,} of {self.total:,}")
 
     def _report(self, force: bool = False) -> None:
         self.reporter.update(self._snapshot(), force=force)
