@@ -27,7 +27,6 @@ from ledger.sources import Rejection, SourceType
 from ledger.verification import Balances
 
 DUPLICATE_KEY = 11000
-BY_VENDOR_INDEX = "ledger_sync_by_vendor"  # on each source collection: (vendorId, _id)
 
 
 @dataclass(frozen=True)
@@ -105,7 +104,7 @@ class LedgerStore:
         self.accounts.create_index([("vendorId", ASCENDING), ("key", ASCENDING)], name="by_vendor_key", unique=True)
         for source_type in SourceType:
             collection = self.db[self.names.source(source_type)]
-            collection.create_index([("vendorId", ASCENDING), ("_id", ASCENDING)], name=BY_VENDOR_INDEX)
+            collection.create_index([("vendorId", ASCENDING), ("_id", ASCENDING)], name="ledger_sync_by_vendor")
             collection.create_index([("vendorId", ASCENDING), ("updatedAt", ASCENDING)], name="ledger_sync_changed")
             collection.create_index([("vendorId", ASCENDING), (date_field(source_type), ASCENDING)],
                                     name="ledger_sync_by_date")
@@ -129,12 +128,8 @@ class LedgerStore:
         collection = self.db[self.names.source(query.source_type)]
         phases = source_phases(query)
         for number in range(query.phase, len(phases)):
-            # Every document of the vendor (from a position): walk the index that is in `_id` order
-            # already (a planner may otherwise filter by another index, then sort everything).
-            hint = BY_VENDOR_INDEX if set(phases[number]) <= {"vendorId", "_id"} else None
             # Two batches per round trip: half the getMores, for one more batch of raw documents in memory.
-            cursor = collection.find(phases[number], sort=[("_id", ASCENDING)], batch_size=2 * self.batch_size,
-                                     hint=hint)
+            cursor = collection.find(phases[number], sort=[("_id", ASCENDING)], batch_size=2 * self.batch_size)
             with cursor:
                 batch: list[dict] = []
                 for document in cursor:
