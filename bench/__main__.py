@@ -107,6 +107,9 @@ def measure_size(client: MongoClient, env: dict, size: int, repetition: int) -> 
     db = client[name]
     env = {**env, "MONGODB_DB": name}
     vendor_id = f"bench-{size}"
+    # Another vendor shares the collections, as in any multi-tenant app: the sync must pay for its own
+    # documents only (a plan that walks whole collections shows here).
+    load_documents(db, f"neighbour-{size}", size // 2)
     documents = load_documents(db, vendor_id, size)
     full = run_sync(env, vendor_id, full=True)
     entries = db.ledger_entries.count_documents({"vendorId": vendor_id})
