@@ -21,6 +21,7 @@ from collections.abc import Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -30,7 +31,9 @@ from flows.settings import get_settings
 from ledger.batch import BatchPlan, plan_batch, plan_removed_sources, removed_source_entries
 from ledger.entries import JournalEntry
 from ledger.sources import SYNC_TYPES, Rejection
-from ledger.store import LedgerStore, SourceQuery, balances_from_document, balances_to_document, utc_now
+from ledger.store import (
+    LedgerStore, SourceQuery, balances_from_document, balances_to_document, entry_to_document, utc_now,
+)
 from ledger.sync_run import STEP_LABELS, SyncStats, TypeStats
 from ledger.verification import balances_of, is_balanced
 
@@ -52,6 +55,9 @@ class _Write:
 
     plan: BatchPlan
     removed: list[JournalEntry]  # entries of documents gone from the source (full sync)
+    removal_reversals: list[JournalEntry]  # ... and their reversals
+    records: list[dict]  # every entry to insert, as stored: built while the batch before is written
+    posted_at: datetime
     earlier: list[JournalEntry]  # what this run already wrote for these documents before an interruption
     phase: int
     last_id: Any
@@ -156,11 +162,15 @@ class DocumentStep:
                     else:
                         existing = self.store.entries_for_sources(context.vendor_id, self.source_type, ids)
                         removed = []
+                    now = utc_now()
                     plan = plan_batch(self.source_type, documents, existing, parameters, context.base_currency,
-                                      utc_now(), sync_id=context.sync_id)
+                                      now, sync_id=context.sync_id)
+                    reversals = plan_removed_sources(removed, now)
+                    records = [entry_to_document(entry, context.sync_id, now) for entry in plan.entries + reversals]
                     self._report_start_once_counted(counted)
-                    writer.submit(_Write(plan=plan, removed=removed, earlier=self._own(existing), phase=phase,
-                                         last_id=ids[-1], documents=len(documents)))
+                    writer.submit(_Write(plan=plan, removed=removed, removal_reversals=reversals, records=records,
+                                         posted_at=now, earlier=self._own(existing), phase=phase, last_id=ids[-1],
+                                         documents=len(documents)))
                     previous_id = ids[-1]
                     if self.cancelled:
                         break
@@ -182,11 +192,11 @@ class DocumentStep:
     def write(self, job: _Write) -> None:
         """Runs on the writer thread: accounts, entries, rejections, then the checkpoint."""
         store, context = self.store, self.context
-        now = utc_now()
-        removed = plan_removed_sources(job.removed, now)
+        now = job.posted_at
+        removed = job.removal_reversals
         entries = job.plan.entries + removed
         self._open_accounts(entries)
-        written = self._insert(entries, now)
+        written = self._insert(entries, now, job.records)
         store.record_rejections(context.sync_id, job.plan.rejections, now)
         for rejection in job.plan.rejections:
             self._log_rejection(rejection)
@@ -233,7 +243,7 @@ class DocumentStep:
             self._count(new + own, TypeStats(reversed=len(new) + len(own)))
         store.update_run(context.sync_id, {**self._totals(), f"steps.{self.sync_type}.deletesChecked": True})
 
-    def _insert(self, entries: list[JournalEntry], now) -> set[str]:
+    def _insert(self, entries: list[JournalEntry], now, records: list[dict] | None = None) -> set[str]:
         unbalanced = [entry.id for entry in entries if not is_balanced(entry)]
         if unbalanced:  # the posting rules never produce one; refuse rather than corrupt the books
             raise LedgerInconsistent(f"refusing to post unbalanced entries: {', '.join(unbalanced[:5])}")
@@ -241,7 +251,7 @@ class DocumentStep:
         if new_kinds:  # recorded first, so a crash right after the insert cannot lose them
             self.store.note_id_types(self.context.vendor_id, self.source_type, new_kinds)
             self.id_types |= new_kinds
-        return self.store.insert_entries(entries, self.context.sync_id, now).inserted_ids
+        return self.store.insert_entries(entries, self.context.sync_id, now, records).inserted_ids
 
     def _open_accounts(self, entries: list[JournalEntry]) -> None:
         new_accounts = {line.account for entry in entries for line in entry.lines} - self.known_accounts

@@ -223,9 +223,12 @@ class LedgerStore:
                 return state["runs"]
         raise RuntimeError(f"could not number a run of vendor {vendor_id}")
 
-    def insert_entries(self, entries: Iterable[JournalEntry], sync_id: str, posted_at: datetime) -> WriteResult:
-        """Insert in one unordered batch; an entry that exists already is a no-op, not an error."""
-        documents = [entry_to_document(entry, sync_id, posted_at) for entry in entries]
+    def insert_entries(self, entries: Iterable[JournalEntry], sync_id: str, posted_at: datetime,
+                       documents: list[dict] | None = None) -> WriteResult:
+        """Insert in one unordered batch; an entry that exists already is a no-op, not an error.
+        `documents` are the entries as stored (`entry_to_document`), when the caller built them already."""
+        if documents is None:
+            documents = [entry_to_document(entry, sync_id, posted_at) for entry in entries]
         result = WriteResult()
         if not documents:
             return result
