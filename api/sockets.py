@@ -1,7 +1,8 @@
 """Socket.IO: live sync events in per-vendor rooms.
 
 A client connects with `auth: {token}` (the same JWT as the REST API) and then
-emits `join_vendor_room`; it can only ever join `vendor:<its own vendor id>`.
+emits `join_vendor_room`; it can only ever join `vendor:<its own vendor id>`, and is
+disconnected when that token expires.
 Server events: `sync_progress`, `sync_complete`, `sync_error` (SPEC §6).
 With `REDIS_URL`, an `AsyncRedisManager` fans emits out to every API process
 (the polling transport then needs sticky sessions: docs/operations.md).
@@ -9,12 +10,13 @@ With `REDIS_URL`, an `AsyncRedisManager` fans emits out to every API process
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
 import socketio
 
-from api.auth import AuthError, verify_token
+from api.auth import LEEWAY_SECONDS, AuthError, verify_token
 
 log = logging.getLogger("ledger_sync.api.sockets")
 
@@ -32,6 +34,13 @@ def create_socket_server(jwt_secret: str, cors_origins: list[str] | str | None, 
     manager = socketio.AsyncRedisManager(redis_url, channel="ledger-sync-socketio") if redis_url else None
     sio = socketio.AsyncServer(async_mode="asgi", client_manager=manager, cors_allowed_origins=cors_origins,
                                ping_interval=20, ping_timeout=20, **engineio_options)
+    expiry_timers: dict[str, asyncio.Task] = {}
+
+    async def disconnect_when_expired(sid: str, vendor_id: str, expires_at: int) -> None:
+        """A connection is good for as long as the token that opened it (and the leeway a request gets)."""
+        await asyncio.sleep(max(0.0, expires_at + LEEWAY_SECONDS - time.time()))
+        log.info("socket token expired vendor=%s sid=%s: disconnecting", vendor_id, sid)
+        await sio.disconnect(sid)
 
     @sio.event
     async def connect(sid, environ, auth):
@@ -45,6 +54,13 @@ def create_socket_server(jwt_secret: str, cors_origins: list[str] | str | None, 
             raise socketio.exceptions.ConnectionRefusedError(
                 "unauthorized", {"code": error.code, "message": error.message}) from None
         await sio.save_session(sid, {"vendorId": caller.vendor_id, "exp": caller.expires_at})
+        expiry_timers[sid] = asyncio.create_task(disconnect_when_expired(sid, caller.vendor_id, caller.expires_at))
+
+    @sio.event
+    async def disconnect(sid, *reason):
+        timer = expiry_timers.pop(sid, None)
+        if timer is not None and timer is not asyncio.current_task():
+            timer.cancel()
 
     @sio.event
     async def join_vendor_room(sid, data=None):

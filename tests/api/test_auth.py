@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
@@ -10,7 +11,7 @@ import jwt
 import pytest
 import socketio
 
-from api.auth import issue_token
+from api.auth import LEEWAY_SECONDS, issue_token
 from tests.api.conftest import SECRET, bearer, token_for
 
 ROUTES = [
@@ -135,6 +136,28 @@ async def test_socket_refuses_bad_tokens_with_a_code(api):
         assert refusals and refusals[0]["message"] == "unauthorized", (name, refusals)
         assert refusals[0]["data"]["code"] == code, (name, refusals)
         await client.disconnect()
+
+
+async def test_socket_is_disconnected_when_its_token_expires(api):
+    """A token is good for a while; so is the connection it opened. Another one, with a later
+    expiry, stays connected."""
+    clients, gone = {}, {}
+    for name, ttl in (("short", 1), ("long", 3600)):
+        client = socketio.AsyncClient(reconnection=False)
+        gone[name] = asyncio.Event()
+        client.on("disconnect", lambda *reason, name=name: gone[name].set())
+        await client.connect(api.url, auth={"token": issue_token("v-expiry", SECRET, ttl_seconds=ttl)},
+                             transports=["websocket"], wait_timeout=5)
+        assert (await client.call("join_vendor_room", {}, timeout=5))["ok"]
+        clients[name] = client
+    try:
+        await asyncio.wait_for(gone["short"].wait(), timeout=1 + LEEWAY_SECONDS + 5)
+        assert not clients["short"].connected
+        assert clients["long"].connected and not gone["long"].is_set()
+        assert (await clients["long"].call("join_vendor_room", {}, timeout=5))["ok"]
+    finally:
+        for client in clients.values():
+            await client.disconnect()
 
 
 async def test_socket_refusal_carries_the_code(api):
