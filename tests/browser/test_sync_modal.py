@@ -250,6 +250,9 @@ async def test_cancel_mid_run_then_resume_completes(api, http, mongo, new_vendor
     page = await open_dashboard(vendor)
     sync_id = await start_sync(page)
     await expect(tid(page, "step-sales_invoices")).to_have_attribute("data-state", "running", timeout=30_000)
+    # Cancel once something is posted, as a user who saw the count move would (the resume must continue it).
+    await page.wait_for_function("Number(document.querySelector('ledger-sync-modal').shadowRoot"
+                                 ".querySelector('[data-testid=stat-synced-value]').textContent.replace(/,/g, '')) > 0")
     await tid(page, "cancel-button").click()
     await wait_phase(page, "cancelled", timeout=30_000)
 
