@@ -56,7 +56,8 @@ class _Write:
     plan: BatchPlan
     removed: list[JournalEntry]  # entries of documents gone from the source (full sync)
     removal_reversals: list[JournalEntry]  # ... and their reversals
-    records: list[dict]  # every entry to insert, as stored: built while the batch before is written
+    entries: list[JournalEntry]  # everything to insert: the plan's entries, then the removal reversals
+    records: list[dict]  # the same, as stored: built while the batch before is written
     posted_at: datetime
     earlier: list[JournalEntry]  # what this run already wrote for these documents before an interruption
     phase: int
@@ -166,9 +167,10 @@ class DocumentStep:
                     plan = plan_batch(self.source_type, documents, existing, parameters, context.base_currency,
                                       now, sync_id=context.sync_id)
                     reversals = plan_removed_sources(removed, now)
-                    records = [entry_to_document(entry, context.sync_id, now) for entry in plan.entries + reversals]
+                    entries = plan.entries + reversals
                     self._report_start_once_counted(counted)
-                    writer.submit(_Write(plan=plan, removed=removed, removal_reversals=reversals, records=records,
+                    writer.submit(_Write(plan=plan, removed=removed, removal_reversals=reversals, entries=entries,
+                                         records=[entry_to_document(entry, context.sync_id, now) for entry in entries],
                                          posted_at=now, earlier=self._own(existing), phase=phase, last_id=ids[-1],
                                          documents=len(documents)))
                     previous_id = ids[-1]
@@ -193,8 +195,7 @@ class DocumentStep:
         """Runs on the writer thread: accounts, entries, rejections, then the checkpoint."""
         store, context = self.store, self.context
         now = job.posted_at
-        removed = job.removal_reversals
-        entries = job.plan.entries + removed
+        entries = job.entries
         self._open_accounts(entries)
         written = self._insert(entries, now, job.records)
         store.record_rejections(context.sync_id, job.plan.rejections, now)
@@ -206,7 +207,7 @@ class DocumentStep:
         gone_ids = {entry.id for entry in job.removed}
         removed_earlier = [entry for entry in job.earlier if entry.reversal_of in gone_ids]
         batch_stats = job.plan.stats(written) + TypeStats(
-            reversed=sum(1 for entry in removed if entry.id in written) + len(removed_earlier))
+            reversed=sum(1 for entry in job.removal_reversals if entry.id in written) + len(removed_earlier))
         self._count([entry for entry in entries if entry.id in written] + job.earlier, batch_stats)
         self.open_amount += job.plan.open_amount
         run = store.update_run(context.sync_id, {
