@@ -125,13 +125,14 @@ def measure_size(client: MongoClient, env: dict, size: int, repetition: int) -> 
 
 
 def summarize(runs: list[dict]) -> dict:
-    """A size's row: the median of its repetitions (the range too), commands from the median run."""
-    ratios = sorted(run["syncOverFloor"] for run in runs)
-    median = sorted(runs, key=lambda run: run["syncOverFloor"])[(len(runs) - 1) // 2]
+    """A size's row: its median repetition by sync ÷ floor (and the range), the re-sync ratio's median."""
+    ordered = sorted(runs, key=lambda run: run["syncOverFloor"])
+    median = ordered[(len(runs) - 1) // 2]
     documents = median["documents"]
     return {
         "documents": documents, "entries": median["entries"], "repetitions": len(runs),
-        "syncOverFloor": round(statistics.median(ratios), 2), "syncOverFloorRange": [ratios[0], ratios[-1]],
+        "syncOverFloor": median["syncOverFloor"],
+        "syncOverFloorRange": [ordered[0]["syncOverFloor"], ordered[-1]["syncOverFloor"]],
         "commandsPer1000Full": round(sum(median["fullCommands"].values()) * 1000 / documents, 2),
         "commandsIncrementalNoChange": sum(median["resyncCommands"].values()),
         "resyncOverFull": round(statistics.median(run["resyncOverFull"] for run in runs), 3),
