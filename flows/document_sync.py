@@ -136,6 +136,7 @@ class DocumentStep:
         self.id_types = self.store.posted_id_types(context.vendor_id, self.source_type)
         # The vendor's first sync of this type: nothing posted to reconcile with or to reverse,
         # so no lookups (a run that wrote entries before an interruption has their id types noted).
+        # The noted types answer first: asking the ledger costs SecantusDB a scan of what is posted.
         first_posting = not self.id_types and not self.store.has_entries(context.vendor_id, self.source_type)
         # A full sync of everything reads every document in `_id` order, so fetching the
         # ledger's entries by id range finds hard-deleted documents at no extra cost.
