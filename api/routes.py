@@ -11,7 +11,6 @@ import logging
 from decimal import Decimal
 from typing import Annotated, Any
 
-from bson import ObjectId
 from bson.decimal128 import Decimal128
 from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Request, status
 from fastapi.responses import JSONResponse
@@ -24,6 +23,7 @@ from api.settings import ApiSettings
 from api.sockets import SYNC_COMPLETE, SYNC_ERROR, SYNC_PROGRESS, emit_to_vendor
 from flows.runs import open_run, reopen_for_resume, run_view, summary_view
 from ledger.accounts import account_for
+from ledger.ids import candidate_ids, display_id, id_key
 from ledger.sources import SYNC_TYPES, SourceType
 from ledger.store import LedgerStore, SyncAlreadyRunning, utc_now
 from ledger.sync_run import SyncParameters
@@ -114,8 +114,9 @@ def _entry_view(document: dict) -> dict:
     source = document.get("source") or {}
     return {
         "id": str(document["_id"]), "date": _iso(document.get("date")),
-        "source": {"type": source.get("type"), "id": str(source.get("id")), "number": source.get("number"),
-                   "paymentId": None if source.get("paymentId") is None else str(source["paymentId"])},
+        "source": {"type": source.get("type"), "id": display_id(source.get("id")), "key": id_key(source.get("id")),
+                   "number": source.get("number"),
+                   "paymentId": None if source.get("paymentId") is None else display_id(source["paymentId"])},
         "lines": [{"account": line["account"], "debit": _money(line["debit"]), "credit": _money(line["credit"])}
                   for line in document.get("lines", [])],
         "reversalOf": document.get("reversalOf"), "syncId": document.get("syncId"),
@@ -239,7 +240,9 @@ async def trial_balance(vendor_id: str = Depends(current_vendor), store: LedgerS
 
 @router.get("/entries", response_model=schemas.EntryList, summary="The journal entries of one source document",
             responses={422: {"description": "Unknown sourceType"}})
-async def entries(sourceId: str = Query(..., min_length=1, max_length=200, description="The document's _id"),
+async def entries(sourceId: str = Query(..., min_length=1, max_length=2000,
+                                        description="The document's _id as text, or its key as entries show it "
+                                                    "(`source.key`, exact for any BSON type)"),
                   sourceType: str | None = Query(None, description="sales_invoice | purchase_invoice | expense "
                                                                    "(or the plural step names)"),
                   vendor_id: str = Depends(current_vendor), store: LedgerStore = Depends(get_store)):
@@ -252,9 +255,10 @@ async def entries(sourceId: str = Query(..., min_length=1, max_length=200, descr
                 "loc": ["query", "sourceType"], "type": "enum",
                 "msg": f"unknown sourceType {sourceType!r}; use one of "
                        f"{', '.join(t.value for t in SourceType)}"}]) from None
-    candidates: list[Any] = [sourceId]  # a plain string, never an operator document
-    if ObjectId.is_valid(sourceId) and len(sourceId) == 24:
-        candidates.append(ObjectId(sourceId))
-    documents = await blocking(store.entries_for_source_ids, vendor_id, source_type, candidates)
+    documents: list[dict] = []
+    for candidate in candidate_ids(sourceId):  # values only: a key never decodes to an operator
+        documents = await blocking(store.entries_for_source_id, vendor_id, source_type, candidate)
+        if documents:
+            break
     return {"vendorId": vendor_id, "sourceType": source_type.value if source_type else None, "sourceId": sourceId,
             "entries": [_entry_view(document) for document in documents]}

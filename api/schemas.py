@@ -171,7 +171,8 @@ class LineView(BaseModel):
 
 class SourceView(BaseModel):
     type: str
-    id: str
+    id: str = Field(description="The document's _id as a person reads it")
+    key: str = Field(description="The _id exactly, whatever its BSON type (give it back as `sourceId`)")
     number: str | None = None
     paymentId: str | None = None
 

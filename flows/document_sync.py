@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 from flows import progress
 from flows.database import get_store
 from flows.settings import get_settings
-from ledger.batch import BatchPlan, plan_batch, plan_removed_sources, removed_source_entries
+from ledger.batch import BatchPlan, plan_batch, plan_removed_sources, removal_change, removed_source_entries
 from ledger.entries import JournalEntry
 from ledger.sources import SYNC_TYPES, Rejection
 from ledger.store import (
@@ -113,6 +113,7 @@ class DocumentStep:
         self.recheck = run.get("recheck", {}).get(sync_type, [])
         self.stats = SyncStats.from_document(run["stats"])
         self.open_amount = Decimal(run.get("openAmounts", {}).get(sync_type, "0"))
+        self.open_change = Decimal(run.get("openChange", {}).get(sync_type, "0"))
         self.delta = balances_from_document(run.get("ledgerDelta", {}))
         self.written = run.get("entriesWritten", 0)
         self.processed = self.step_record.get("processed", 0) if self.step_record.get("lastId") is not None else 0
@@ -211,10 +212,11 @@ class DocumentStep:
             reversed=sum(1 for entry in job.removal_reversals if entry.id in written) + len(removed_earlier))
         self._count([entry for entry in entries if entry.id in written] + job.earlier, batch_stats)
         self.open_amount += job.plan.open_amount
+        self.open_change += job.plan.open_change + removal_change(job.removed, self.source_type, context.sync_id)
         run = store.update_run(context.sync_id, {
             f"steps.{self.sync_type}.phase": job.phase, f"steps.{self.sync_type}.lastId": job.last_id,
             f"steps.{self.sync_type}.processed": self.processed, f"steps.{self.sync_type}.total": self.total,
-            f"openAmounts.{self.sync_type}": str(self.open_amount),
+            f"openAmounts.{self.sync_type}": str(self.open_amount), f"openChange.{self.sync_type}": str(self.open_change),
             **self._totals(), "progress": progress.public(self._snapshot()), "heartbeatAt": now,
         })
         if run.get("cancelRequested"):
@@ -243,7 +245,9 @@ class DocumentStep:
             own = [entry for entry in self._own(existing) if entry.reversal_of]
             new = [entry for entry in reversals if entry.id in written]
             self._count(new + own, TypeStats(reversed=len(new) + len(own)))
-        store.update_run(context.sync_id, {**self._totals(), f"steps.{self.sync_type}.deletesChecked": True})
+            self.open_change += removal_change(existing, self.source_type, context.sync_id)
+        store.update_run(context.sync_id, {**self._totals(), f"steps.{self.sync_type}.deletesChecked": True,
+                                           f"openChange.{self.sync_type}": str(self.open_change)})
 
     def _insert(self, entries: list[JournalEntry], now, records: list[dict] | None = None) -> set[str]:
         unbalanced = [entry.id for entry in entries if not is_balanced(entry)]

@@ -27,12 +27,12 @@ from flows.database import get_store
 from flows.document_sync import DocumentStep, LedgerInconsistent, SyncCancelled
 from flows.runs import Heartbeat, open_run, reopen_for_resume, summary_view
 from flows.settings import get_settings
-from ledger.batch import plan_batch
 from ledger.entries import ZERO
 from ledger.sources import SYNC_TYPES, SourceType
 from ledger.store import SourceQuery, as_utc, balances_from_document, balances_to_document, utc_now
 from ledger.sync_run import STEP_LABELS, SyncParameters, SyncStats
-from ledger.verification import verify
+from ledger.accounts import ACCOUNTS_PAYABLE, ACCOUNTS_RECEIVABLE
+from ledger.verification import describe_differences, describe_failure, verify
 
 RETRY_DELAYS = [1, 3, 8, 15]
 
@@ -130,65 +130,56 @@ DOCUMENT_STEPS = {"sales_invoices": sales_invoices, "purchase_invoices": purchas
 
 @step_task(name="complete")
 def complete(context: SyncContext) -> dict:
-    """Final verification and statistics: the trial balance nets to zero and the
-    receivable/payable accounts equal the open balances of the documents behind them.
+    """Final verification and statistics, on what the database holds.
 
-    The books after the sync are the verified books before it plus exactly what it
-    wrote (every entry checked balanced before it was written), so no O(N) pass over
-    the ledger is needed; the result is sealed for the next sync. A resumed run may
-    have had other runs write in between: it adds everything up again.
+    The server adds up the entries carrying this sync's id (one aggregation on an
+    index); they must be what the sync meant to write, and with the books before the
+    sync the trial balance must net to zero. The receivable and payable accounts must
+    equal the open balances of the documents behind them: a run that read every
+    document added those up on the way; any other carries the books' figures before it
+    plus the change of the documents it read. Any difference fails the sync, naming the
+    account and the amount. The result is sealed for the next sync.
     """
     store = get_store()
     run = _start_step(context, "complete", unless_completed=False)
     start = run["ledgerAtStart"]
-    written = run.get("entriesWritten", 0)
+    written = store.written_by(context.vendor_id, context.sync_id)
+    meant = balances_from_document(run.get("ledgerDelta", {}))
+    mismatch = describe_differences(written.balances, meant)
+    if mismatch or written.entries != run.get("entriesWritten", 0):
+        raise LedgerInconsistent(
+            f"the ledger does not hold what this sync wrote ({written.entries} entries carry its id, it wrote "
+            f"{run.get('entriesWritten', 0)}){': ' + mismatch if mismatch else ''}. Something else changed "
+            "ledger_entries during the sync: run `ledger-sync sync --full` once it is explained")
     if run.get("attempts", 1) == 1:
-        balances = balances_from_document(start["balances"]).plus(balances_from_document(run.get("ledgerDelta", {})))
-        unbalanced, count = 0, start["entries"] + written
-    else:
-        balances, unbalanced, count = _recount(store, context.vendor_id)
-    unchanged = written == 0 and start["basis"] != "recomputed"
-    receivable, payable = _open_documents(store, context, run, unchanged)
+        before = balances_from_document(start["balances"])
+        unbalanced, count = written.unbalanced, start["entries"] + written.entries
+    else:  # other runs may have written between this run's attempts: take the books as they are
+        everything, unbalanced, count = _recount(store, context.vendor_id)
+        before = everything.minus(written.balances)
+    balances = before.plus(written.balances)
+    receivable, payable = _open_documents(context, run, before)
     verification = verify(balances, unbalanced, receivable, payable)
     report = _verification_document(verification)
-    if not verification.trial_balance.is_balanced or verification.unbalanced_entries:
+    if not verification.ok:
         store.update_run(context.sync_id, {"verification": report})
-        raise LedgerInconsistent(f"the trial balance does not net to zero after the sync "
-                                 f"(debits {verification.trial_balance.total_debit}, "
-                                 f"credits {verification.trial_balance.total_credit})")
+        raise LedgerInconsistent("the books do not verify after the sync: " + describe_failure(verification))
     seal = {"syncId": context.sync_id, "runNumber": run["runNumber"], "entries": count,
             "balances": balances_to_document(balances)}
     _finish_step(context, "complete", run, {"verification": report, "ledger": seal,
-                                       "documentsOpen": {"receivable": str(receivable), "payable": str(payable)}},
-                 message="Books balanced" if verification.ok else "Books balanced; control accounts differ")
+                                            "documentsOpen": {"receivable": str(receivable), "payable": str(payable)}},
+                 message="Books balanced; receivables and payables agree with the documents")
     return report
 
 
-def _open_documents(store, context: SyncContext, run: dict, unchanged: bool) -> tuple[Decimal, Decimal]:
-    """Open receivables and payables per the source documents.
-
-    A run that read every document added them up on the way; a run that changed
-    nothing carries the last sync's figures; anything else reads the documents again.
-    """
+def _open_documents(context: SyncContext, run: dict, before) -> tuple[Decimal, Decimal]:
+    """Open receivables and payables per the source documents (see `complete`)."""
     if context.reads_everything:
         amounts = {t: Decimal(run.get("openAmounts", {}).get(t, "0")) for t in SYNC_TYPES}
         return amounts["sales_invoices"], amounts["purchase_invoices"] + amounts["expenses"]
-    previous = store.latest_seal(context.vendor_id)
-    if unchanged and previous and previous.get("documentsOpen"):
-        return Decimal(previous["documentsOpen"]["receivable"]), Decimal(previous["documentsOpen"]["payable"])
-    return _read_open_documents(store, context)
-
-
-def _read_open_documents(store, context: SyncContext) -> tuple[Decimal, Decimal]:
-    totals = {"receivable": ZERO, "payable": ZERO}
-    for source_type in SYNC_TYPES.values():
-        key = "receivable" if source_type is SourceType.SALES_INVOICE else "payable"
-        query = SourceQuery(vendor_id=context.vendor_id, source_type=source_type)
-        for _, documents in store.source_batches(query):
-            existing = store.entries_for_sources(context.vendor_id, source_type, [d["_id"] for d in documents])
-            totals[key] += plan_batch(source_type, documents, existing, SyncParameters(), context.base_currency,
-                                      utc_now()).open_amount
-    return totals["receivable"], totals["payable"]
+    change = {t: Decimal(run.get("openChange", {}).get(t, "0")) for t in SYNC_TYPES}
+    return (before.balance(ACCOUNTS_RECEIVABLE) + change["sales_invoices"],
+            -before.balance(ACCOUNTS_PAYABLE) + change["purchase_invoices"] + change["expenses"])
 
 
 @flow(name="sync-vendor-ledger", log_prints=False)

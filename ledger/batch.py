@@ -12,7 +12,8 @@ from datetime import datetime
 from decimal import Decimal
 
 from ledger.accounts import ACCOUNTS_PAYABLE, ACCOUNTS_RECEIVABLE
-from ledger.entries import ZERO, JournalEntry, id_text
+from ledger.entries import ZERO, JournalEntry
+from ledger.ids import id_key
 from ledger.parsing import InvalidValue, to_utc_datetime
 from ledger.posting import drafts_for
 from ledger.reconcile import Plan, plan_document
@@ -24,7 +25,7 @@ from ledger.verification import open_amount
 
 @dataclass
 class BatchPlan:
-    plans: dict[str, Plan] = field(default_factory=dict)  # by source id (as text)
+    plans: dict[str, Plan] = field(default_factory=dict)  # by source id key
     # Entries this same sync wrote in an attempt that failed before its checkpoint
     # (a retried task, a resumed run): already posted, still this sync's work.
     earlier: dict[str, list[JournalEntry]] = field(default_factory=dict)
@@ -33,6 +34,9 @@ class BatchPlan:
     # What the batch's documents leave open on their control account (receivable
     # for sales, payable otherwise); a rejected document counts as the ledger holds it.
     open_amount: Decimal = ZERO
+    # How much the sync moves that control account for these documents: what they leave
+    # open after it less what the ledger held for them without this sync's own entries.
+    open_change: Decimal = ZERO
 
     @property
     def entries(self) -> list[JournalEntry]:
@@ -80,12 +84,18 @@ def plan_batch(source_type: SourceType, raw_documents: list[dict], existing: lis
             continue  # an ISO-string date the server could not filter on
         document = read_source(source_type, raw, base_currency)
         batch.scanned += 1
-        key = id_text(document.id)
+        key = id_key(document.id)
+        held = existing_by_source.get(key, [])
+        before = control_balance([entry for entry in held if sync_id is None or entry.sync_id != sync_id],
+                                 source_type)
         if isinstance(document, Rejection):
             batch.rejections.append(document)
-            batch.open_amount += control_balance(existing_by_source.get(key, []), source_type)
+            after = control_balance(held, source_type)
+            batch.open_amount += after
+            batch.open_change += after - before
             continue
         batch.open_amount += open_amount(document)
+        batch.open_change += open_amount(document) - before
         if sync_id is not None:
             batch.earlier[key] = [entry for entry in existing_by_source.get(key, ()) if entry.sync_id == sync_id]
         batch.plans[key] = plan_document(drafts_for(document), existing_by_source.get(key, ()),
@@ -109,8 +119,14 @@ def _in_date_range(source_type: SourceType, raw: dict, parameters: SyncParameter
 
 def removed_source_entries(existing: list[JournalEntry], present_ids: list) -> list[JournalEntry]:
     """The entries of documents the ledger knows but the source batch no longer has."""
-    present = {id_text(source_id) for source_id in present_ids}
-    return [entry for entry in existing if id_text(entry.source.id) not in present]
+    present = {id_key(source_id) for source_id in present_ids}
+    return [entry for entry in existing if id_key(entry.source.id) not in present]
+
+
+def removal_change(removed: list[JournalEntry], source_type: SourceType, sync_id: str) -> Decimal:
+    """How much reversing documents gone from the source moves their control account: all
+    they held without this sync's own entries goes (what it already reversed is its own)."""
+    return -control_balance([entry for entry in removed if entry.sync_id != sync_id], source_type)
 
 
 def plan_removed_sources(existing: list[JournalEntry], sync_time: datetime) -> list[JournalEntry]:
@@ -124,5 +140,5 @@ def plan_removed_sources(existing: list[JournalEntry], sync_time: datetime) -> l
 def _by_source(entries: list[JournalEntry]) -> dict[str, list[JournalEntry]]:
     by_source: dict[str, list[JournalEntry]] = defaultdict(list)
     for entry in entries:
-        by_source[id_text(entry.source.id)].append(entry)
+        by_source[id_key(entry.source.id)].append(entry)
     return by_source

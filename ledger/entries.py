@@ -1,9 +1,9 @@
 """Journal entries: the immutable records of the ledger.
 
 An entry belongs to a *posting unit*: one source document, or one payment on
-an invoice. Entry ids are deterministic (unit + sequence number, or the
-reversed entry's id + `/reversal`), so the database's unique `_id` makes a
-second copy of an entry impossible, whoever writes it.
+an invoice. Entry ids are deterministic (`ledger.ids`: unit + sequence number,
+or the reversed entry's id + `/reversal`), so the database's unique `_id` makes
+a second copy of an entry impossible, whoever writes it.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from bson import ObjectId
 from pydantic import BaseModel, ConfigDict
 
+from ledger.ids import unit_key
 from ledger.sources import SourceType
 
 ZERO = Decimal("0.00")
@@ -44,17 +44,8 @@ class SourceRef(BaseModel):
     document_date: datetime | None = None
 
 
-def id_text(value: Any) -> str:
-    """A document or payment `_id` as text for keys: strings and ObjectIds as they read,
-    any other BSON type tagged, so the int 1 and the string "1" stay two documents."""
-    if isinstance(value, (str, ObjectId)):
-        return str(value)
-    return f"{type(value).__name__}:{value}"
-
-
-def unit_key(vendor_id: str, source: SourceRef) -> str:
-    payment = "-" if source.payment_id is None else id_text(source.payment_id)
-    return f"{vendor_id}|{source.type.value}|{id_text(source.id)}|{payment}"
+def unit_of(vendor_id: str, source: SourceRef) -> str:
+    return unit_key(vendor_id, source.type.value, source.id, source.payment_id)
 
 
 class EntryDraft(BaseModel):
@@ -69,7 +60,7 @@ class EntryDraft(BaseModel):
 
     @property
     def unit(self) -> str:
-        return unit_key(self.vendor_id, self.source)
+        return unit_of(self.vendor_id, self.source)
 
     @property
     def fingerprint(self) -> str:
@@ -90,7 +81,7 @@ class JournalEntry(BaseModel):
 
     @property
     def unit(self) -> str:
-        return unit_key(self.vendor_id, self.source)
+        return unit_of(self.vendor_id, self.source)
 
     @property
     def total_debit(self) -> Decimal:
@@ -113,9 +104,3 @@ def fingerprint(date: datetime, lines: tuple[Line, ...]) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:20]
 
 
-def posting_id(unit: str, sequence: int) -> str:
-    return f"{unit}#{sequence}"
-
-
-def reversal_id(original_id: str) -> str:
-    return f"{original_id}/reversal"

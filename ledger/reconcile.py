@@ -20,7 +20,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
 
-from ledger.entries import EntryDraft, JournalEntry, posting_id, reversal_id
+from ledger.entries import EntryDraft, JournalEntry
+from ledger.ids import posting_id, reversal_id
 
 
 class Plan(BaseModel):

@@ -14,7 +14,8 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
-from bson import ObjectId
+from bson import ObjectId, Timestamp
+from bson.binary import Binary
 from bson.decimal128 import Decimal128
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.database import Database
@@ -22,7 +23,8 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from ledger.accounts import Account, account_for
 from ledger.parsing import to_decimal, to_decimal128
-from ledger.entries import ZERO, JournalEntry, Line, SourceRef, id_text
+from ledger.entries import ZERO, JournalEntry, Line, SourceRef
+from ledger.ids import id_key, rejection_id
 from ledger.sources import Rejection, SourceType
 from ledger.verification import Balances
 
@@ -59,6 +61,10 @@ class SourceQuery:
     recheck_ids: tuple = ()  # incremental: also these unchanged documents (rejected last time)
 
 
+class EntryIdCollision(Exception):
+    """An entry id is taken by a different posting: never counted as "already posted"."""
+
+
 class SyncAlreadyRunning(Exception):
     def __init__(self, sync_id: str):
         super().__init__(f"a sync is already running for this vendor: {sync_id}")
@@ -71,6 +77,24 @@ class WriteResult:
     inserted_reversals: int = 0
     duplicates: int = 0
     inserted_ids: set[str] = field(default_factory=set)
+
+
+def _line_sum(side: str) -> dict:
+    # $reduce rather than {"$sum": "$lines.debit"}: not every server resolves a path through an
+    # array inside $project (SecantusDB 0.7 answers 0, which would hide every unbalanced entry).
+    return {"$reduce": {"input": "$lines", "initialValue": Decimal128("0"), "in": {"$add": ["$$value", f"$$this.{side}"]}}}
+
+
+_UNBALANCED = {"$cond": [{"$eq": [_line_sum("debit"), _line_sum("credit")]}, 0, 1]}
+
+
+@dataclass(frozen=True)
+class Written:
+    """What the ledger holds of one sync."""
+
+    entries: int
+    unbalanced: int
+    balances: Balances
 
 
 def date_field(source_type: SourceType) -> str:
@@ -100,6 +124,7 @@ class LedgerStore:
                                partialFilterExpression={"active": True})
         self.runs.create_index([("active", ASCENDING), ("heartbeatAt", ASCENDING)], name="active_by_heartbeat",
                                partialFilterExpression={"active": True})
+        self.entries.create_index([("vendorId", ASCENDING), ("syncId", ASCENDING)], name="by_sync")
         self.errors.create_index([("syncId", ASCENDING), ("sourceType", ASCENDING)], name="by_sync")
         self.accounts.create_index([("vendorId", ASCENDING), ("key", ASCENDING)], name="by_vendor_key", unique=True)
         for source_type in SourceType:
@@ -120,16 +145,15 @@ class LedgerStore:
     def count_sources(self, query: SourceQuery) -> int:
         """How many documents the query reads (for progress)."""
         collection = self.db[self.names.source(query.source_type)]
-        return sum(collection.count_documents(phase) for phase in source_phases(query)[query.phase:])
+        return sum(collection.count_documents(part) for _, part in _remaining_reads(query))
 
     def source_batches(self, query: SourceQuery) -> Iterator[tuple[int, list[dict]]]:
         """(phase, documents) in `_id` order within each phase, a batch at a time
         (one getMore per two batches)."""
         collection = self.db[self.names.source(query.source_type)]
-        phases = source_phases(query)
-        for number in range(query.phase, len(phases)):
+        for number, part in _remaining_reads(query):
             # Two batches per round trip: half the getMores, for one more batch of raw documents in memory.
-            cursor = collection.find(phases[number], sort=[("_id", ASCENDING)], batch_size=2 * self.batch_size)
+            cursor = collection.find(part, sort=[("_id", ASCENDING)], batch_size=2 * self.batch_size)
             with cursor:
                 batch: list[dict] = []
                 for document in cursor:
@@ -157,9 +181,9 @@ class LedgerStore:
 
     def missing_source_ids(self, source_type: SourceType, vendor_id: str, ids: list) -> list:
         """Which of `ids` are gone from the source collection (hard deletes)."""
-        found = {doc["_id"] for doc in self.db[self.names.source(source_type)].find(
+        found = {id_key(doc["_id"]) for doc in self.db[self.names.source(source_type)].find(
             {"vendorId": vendor_id, "_id": {"$in": ids}}, {"_id": 1})}
-        return [source_id for source_id in ids if source_id not in found]
+        return [source_id for source_id in ids if id_key(source_id) not in found]
 
     def posted_source_id_batches(self, source_type: SourceType, vendor_id: str, date_from: datetime | None,
                                  date_until: datetime | None) -> Iterator[list]:
@@ -240,6 +264,8 @@ class LedgerStore:
                 if problem.get("code") != DUPLICATE_KEY:
                     raise
                 failed.add(problem["index"])
+        if failed:
+            self._check_same_postings([documents[index] for index in sorted(failed)])
         for index, document in enumerate(documents):
             if index in failed:
                 result.duplicates += 1
@@ -250,6 +276,18 @@ class LedgerStore:
                 result.inserted_postings += 1
                 result.inserted_ids.add(document["_id"])
         return result
+
+    def _check_same_postings(self, documents: list[dict]) -> None:
+        """Entries that were there already must be the very postings we meant to write (another
+        writer, an earlier attempt); anything else under the same id is a collision."""
+        held = {doc["_id"]: doc for doc in self.entries.find({"_id": {"$in": [d["_id"] for d in documents]}})}
+        for document in documents:
+            existing = held.get(document["_id"])
+            if existing is None or _posting_identity(existing) != _posting_identity(document):
+                raise EntryIdCollision(
+                    f"entry id {document['_id']!r} is already taken by a different posting "
+                    f"({_describe(existing)}); nothing was counted as posted for it. The ledger may have been "
+                    "written by another program: run a full sync after checking it")
 
     def balances(self, vendor_id: str) -> Balances:
         rows = self.entries.aggregate([
@@ -264,12 +302,28 @@ class LedgerStore:
             credits[row["_id"]] = _cents(row["credit"])
         return Balances(debits=debits, credits=credits)
 
+    def written_by(self, vendor_id: str, sync_id: str) -> Written:
+        """What the ledger holds of one sync: entries, debits and credits per account, unbalanced
+        entries, added up by the server in one aggregation (index `by_sync`)."""
+        rows = list(self.entries.aggregate([
+            {"$match": {"vendorId": vendor_id, "syncId": sync_id}},
+            {"$project": {"lines": 1, "unbalanced": _UNBALANCED}},
+            {"$unwind": {"path": "$lines", "includeArrayIndex": "line"}},
+            # Each entry is counted once: with its first line.
+            {"$group": {"_id": "$lines.account", "debit": {"$sum": "$lines.debit"}, "credit": {"$sum": "$lines.credit"},
+                        "entries": {"$sum": {"$cond": [{"$eq": ["$line", 0]}, 1, 0]}},
+                        "unbalanced": {"$sum": {"$cond": [{"$eq": ["$line", 0]}, "$unbalanced", 0]}}}},
+        ]))
+        return Written(entries=sum(row["entries"] for row in rows), unbalanced=sum(row["unbalanced"] for row in rows),
+                       balances=Balances(debits={row["_id"]: _cents(row["debit"]) for row in rows},
+                                         credits={row["_id"]: _cents(row["credit"]) for row in rows}))
+
     def ledger_summary(self, vendor_id: str) -> dict[str, int]:
         """Entry counts and how many entries do not balance, in one aggregate."""
         rows = list(self.entries.aggregate([
             {"$match": {"vendorId": vendor_id}},
             {"$project": {"reversal": {"$cond": [{"$ifNull": ["$reversalOf", False]}, 1, 0]},
-                          "unbalanced": {"$cond": [{"$eq": [{"$sum": "$lines.debit"}, {"$sum": "$lines.credit"}]}, 0, 1]}}},
+                          "unbalanced": _UNBALANCED}},
             {"$group": {"_id": None, "entries": {"$sum": 1}, "reversals": {"$sum": "$reversal"},
                         "unbalanced": {"$sum": "$unbalanced"}}},
         ]))
@@ -301,7 +355,7 @@ class LedgerStore:
         if not rejections:
             return
         documents = [{
-            "_id": f"{sync_id}|{r.type.value}|{id_text(r.id)}", "syncId": sync_id, "vendorId": r.vendor_id,
+            "_id": rejection_id(sync_id, r.type.value, r.id), "syncId": sync_id, "vendorId": r.vendor_id,
             "sourceType": r.type.value, "sourceId": r.id, "number": r.number, "field": r.field,
             "reason": r.reason, "recordedAt": at,
         } for r in rejections]
@@ -426,11 +480,9 @@ class LedgerStore:
         return self.runs.find_one_and_update(query, {"$set": changes, "$unset": {"active": ""}},
                                              return_document=ReturnDocument.AFTER)
 
-    def entries_for_source_ids(self, vendor_id: str, source_type: SourceType | None, source_ids: list) -> list[dict]:
-        """Entries of one source document whose `_id` may be stored as any of `source_ids` (plain values only)."""
-        if not all(isinstance(value, (str, int, ObjectId)) for value in source_ids):
-            raise TypeError("source ids must be plain values")
-        query: dict[str, Any] = {"vendorId": vendor_id, "source.id": {"$in": list(source_ids)}}
+    def entries_for_source_id(self, vendor_id: str, source_type: SourceType | None, source_id: Any) -> list[dict]:
+        """Entries of one source document, in the order written (`$in`: the id is always a value)."""
+        query: dict[str, Any] = {"vendorId": vendor_id, "source.id": {"$in": [source_id]}}
         if source_type is not None:
             query["source.type"] = source_type.value
         return list(self.entries.find(query).sort([("postedAt", ASCENDING), ("_id", ASCENDING)]).limit(1000))
@@ -464,6 +516,20 @@ def entry_from_document(document: dict) -> JournalEntry:
                     for line in document["lines"]),
         fingerprint=document["fingerprint"], reversal_of=document.get("reversalOf"), sync_id=document.get("syncId"),
     )
+
+
+def _posting_identity(document: dict) -> tuple:
+    source = document.get("source") or {}
+    payment = source.get("paymentId")
+    return (document.get("vendorId"), source.get("type"), id_key(source.get("id")),
+            None if payment is None else id_key(payment), document.get("reversalOf"), document.get("fingerprint"))
+
+
+def _describe(document: dict | None) -> str:
+    if document is None:
+        return "it could not be read back"
+    source = document.get("source") or {}
+    return f"vendor {document.get('vendorId')}, {source.get('type')} {source.get('id')!r}"
 
 
 def balances_to_document(balances: Balances) -> dict:
@@ -506,11 +572,43 @@ def source_phases(query: SourceQuery) -> list[dict]:
                           {"updatedAt": {"$gte": text_since, "$lte": MAX_STRING}}]
         if query.recheck_ids:
             change_options.append({"_id": {"$in": list(query.recheck_ids)}, "updatedAt": {"$lt": query.changed_since}})
-    phases = [_and([{"vendorId": query.vendor_id}, date_clause, change_clause])
-              for date_clause in date_options for change_clause in change_options]
-    if query.after_id is not None:
-        phases[query.phase] = _and([phases[query.phase], {"_id": {"$gt": query.after_id}}])
-    return phases
+    return [_and([{"vendorId": query.vendor_id}, date_clause, change_clause])
+            for date_clause in date_options for change_clause in change_options]
+
+
+def _remaining_reads(query: SourceQuery) -> Iterator[tuple[int, dict]]:
+    """(phase, filter) of what is left to read: the phases from `query.phase` on, the first
+    of them only after `query.after_id` (a resumed read)."""
+    for number, phase in enumerate(source_phases(query)):
+        if number < query.phase:
+            continue
+        if number == query.phase and query.after_id is not None:
+            for after in ids_after(query.after_id):
+                yield number, _and([phase, after])
+        else:
+            yield number, phase
+
+
+# The lowest value of each BSON type bracket, in MongoDB's comparison order. A range
+# only ever matches values of its bound's bracket, so "every `_id` after X" is X's
+# bracket after X, then each later bracket from its lowest value (each one an index range).
+_BRACKET_FLOORS: tuple[Any, ...] = (None, float("-inf"), "", {}, Binary(b"", 0), ObjectId("0" * 24), False,
+                                    datetime(1, 1, 1, tzinfo=timezone.utc), Timestamp(0, 0))
+
+
+def _bracket(value: Any) -> int:
+    """The position of a value's BSON type bracket in `_BRACKET_FLOORS`."""
+    if isinstance(value, bool):  # a bool is an int in Python, not in BSON
+        return 6
+    kinds: tuple[tuple[type, ...], ...] = ((type(None),), (int, float, Decimal128), (str,), (dict,), (bytes, Binary),
+                                           (ObjectId,), (bool,), (datetime,), (Timestamp,))
+    return next((number for number, kind in enumerate(kinds) if isinstance(value, kind)), len(kinds))
+
+
+def ids_after(after_id: Any) -> list[dict]:
+    """Filters that together match every `_id` sorting after `after_id`, whatever its type."""
+    later = [{"_id": {"$gte": floor}} for floor in _BRACKET_FLOORS[_bracket(after_id) + 1:]]
+    return [{"_id": {"$gt": after_id}}, *later]
 
 
 def _and(clauses: list[dict]) -> dict:

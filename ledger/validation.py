@@ -14,6 +14,7 @@ from typing import Any
 
 from ledger.accounts import category_slug
 from ledger.entries import ZERO
+from ledger.ids import id_key
 from ledger.parsing import InvalidValue, to_decimal, to_money, to_utc_datetime
 from ledger.sources import (
     EXPENSE_PAYMENT_STATUSES,
@@ -122,7 +123,7 @@ def _check_unique_payment_ids(payments: tuple[Payment, ...]) -> None:
     would silently collapse into a single entry (and the other amount be lost)."""
     seen: set[str] = set()
     for index, payment in enumerate(payments):
-        key = str(payment.id)  # as the ledger keys its posting units
+        key = id_key(payment.id)  # as the ledger keys its posting units
         if key in seen:
             raise _Reject(f"payments[{index}]._id", f"payment id {payment.id!r} is used by another payment of this "
                                                     "invoice; give every payment its own id")

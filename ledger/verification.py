@@ -30,6 +30,12 @@ class Balances(BaseModel):
         return Balances(debits={a: self.debits.get(a, ZERO) + more.debits.get(a, ZERO) for a in accounts},
                         credits={a: self.credits.get(a, ZERO) + more.credits.get(a, ZERO) for a in accounts})
 
+    def minus(self, less: Balances) -> Balances:
+        """These balances without `less` (the books before a sync: after it, less what it wrote)."""
+        accounts = set(self.debits) | set(self.credits) | set(less.debits) | set(less.credits)
+        return Balances(debits={a: self.debits.get(a, ZERO) - less.debits.get(a, ZERO) for a in accounts},
+                        credits={a: self.credits.get(a, ZERO) - less.credits.get(a, ZERO) for a in accounts})
+
     def net_balances(self) -> dict[str, Decimal]:
         """Non-zero balances per account, sorted by key."""
         accounts = sorted(set(self.debits) | set(self.credits))
@@ -124,3 +130,32 @@ def open_amount(document: SourceDocument | Rejection) -> Decimal:
     if isinstance(document, Expense) and not document.paid:
         return document.amount + document.tax_amount
     return ZERO
+
+
+def describe_differences(held: Balances, expected: Balances) -> str:
+    """Accounts whose debits or credits differ, with both figures ("" when none do)."""
+    accounts = sorted(set(held.debits) | set(held.credits) | set(expected.debits) | set(expected.credits))
+    parts = []
+    for account in accounts:
+        held_pair = (held.debits.get(account, ZERO), held.credits.get(account, ZERO))
+        expected_pair = (expected.debits.get(account, ZERO), expected.credits.get(account, ZERO))
+        if held_pair != expected_pair:
+            parts.append(f"{account} holds debits {held_pair[0]} / credits {held_pair[1]}, expected "
+                         f"{expected_pair[0]} / {expected_pair[1]} (balance off by "
+                         f"{(held_pair[0] - held_pair[1]) - (expected_pair[0] - expected_pair[1])})")
+    return "; ".join(parts)
+
+
+def describe_failure(verification: Verification) -> str:
+    """What failed in a verification, with the accounts and amounts, for a person to act on."""
+    problems = []
+    tb = verification.trial_balance
+    if not tb.is_balanced:
+        problems.append(f"the trial balance does not net to zero (debits {tb.total_debit}, credits {tb.total_credit})")
+    if verification.unbalanced_entries:
+        problems.append(f"{verification.unbalanced_entries} entries do not balance")
+    for account, check in ((ACCOUNTS_RECEIVABLE, verification.receivables), (ACCOUNTS_PAYABLE, verification.payables)):
+        if not check.ok:
+            problems.append(f"{account} is {check.ledger} in the ledger but the documents leave {check.documents} "
+                            f"open (off by {check.difference})")
+    return "; ".join(problems)
