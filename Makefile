@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-fast bench browser clean
+.PHONY: install run test test-fast lint bench browser clean
 
 $(STAMP): pyproject.toml $(wildcard package-lock.json)
 	test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
@@ -27,10 +27,15 @@ browser:
 run: install
 	$(VENV)/bin/ledger-sync up
 
-test: install browser
+# ruff and mypy first: a finding fails the run before any test starts.
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+test: lint browser
 	$(PY) -m pytest -q -p no:cacheprovider
 
-test-fast: install
+test-fast: lint
 	$(PY) -m pytest -q -p no:cacheprovider -m "not browser and not scaleout"
 
 bench: install

@@ -23,29 +23,30 @@ never goes backwards within an attempt.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import anyio
 
 from api.sockets import SYNC_COMPLETE, SYNC_ERROR, SYNC_PROGRESS
-from flows.runs import SYNC_TAG as RUN_SYNC_TAG, summary_view
-from ledger.store import LedgerStore, utc_now
+from flows.deployments import SYNC_TAG as RUN_SYNC_TAG
+from flows.progress import COMPLETED, EVENT_PREFIX, FAILED, PROGRESS, VENDOR_RESOURCE
+from flows.runs import summary_view
+from ledger.clock import utc_now
+from ledger.store import Store
+from ledger.sync_run import RunState, SyncRun
 
 log = logging.getLogger("ledger_sync.api.events")
 
-PROGRESS = "ledger.sync.progress"
-COMPLETED = "ledger.sync.completed"
-FAILED = "ledger.sync.failed"
 FLOW_RUN_PREFIX = "prefect.flow-run."
-VENDOR_RESOURCE = "ledger.vendor."
 SYNC_TAG = "prefect.tag." + RUN_SYNC_TAG  # prefect.tag.ledger-sync:<syncId>
-TERMINAL_FLOW_STATES = {"Completed": "completed", "Failed": "failed", "Crashed": "crashed",
-                        "Cancelled": "cancelled", "TimedOut": "failed"}
+TERMINAL_FLOW_STATES = {"Completed": RunState.COMPLETED, "Failed": RunState.FAILED, "Crashed": RunState.CRASHED,
+                        "Cancelled": RunState.CANCELLED, "TimedOut": RunState.FAILED}
 
 Emit = Callable[[str, dict, str], Awaitable[None]]  # (event, payload, vendor id)
 
@@ -63,12 +64,12 @@ class _Bounded(OrderedDict):
 
 
 class EventsBridge:
-    def __init__(self, api_url: str, store_factory: Callable[[], LedgerStore], emit: Emit,
+    def __init__(self, api_url: str, store_factory: Callable[[], Store], emit: Emit,
                  skew_seconds: float = 2.0):
         self.api_url = api_url
         self.store_factory = store_factory
         self.emit = emit
-        self.started_at = datetime.now(timezone.utc) - timedelta(seconds=skew_seconds)
+        self.started_at = datetime.now(UTC) - timedelta(seconds=skew_seconds)
         self.connected = False
         self.received = 0
         self.forwarded = 0
@@ -90,10 +91,8 @@ class EventsBridge:
         self._stopping = True
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
                 await asyncio.wait_for(self._task, timeout=5)
-            except (asyncio.CancelledError, asyncio.TimeoutError, Exception):  # noqa: BLE001
-                pass
 
     async def _run(self) -> None:
         from prefect.events.clients import PrefectEventSubscriber
@@ -102,7 +101,7 @@ class EventsBridge:
         delay = 0.5
         while not self._stopping:
             try:
-                event_filter = EventFilter(event=EventNameFilter(prefix=["ledger.sync.", FLOW_RUN_PREFIX]))
+                event_filter = EventFilter(event=EventNameFilter(prefix=[EVENT_PREFIX, FLOW_RUN_PREFIX]))
                 async with PrefectEventSubscriber(api_url=self.api_url, filter=event_filter,
                                                   reconnection_attempts=3) as subscriber:
                     self.connected = True
@@ -135,11 +134,11 @@ class EventsBridge:
         self.received += 1
         self.last_event_at = time.monotonic()
         try:
-            if event.event.startswith("ledger.sync."):
+            if event.event.startswith(EVENT_PREFIX):
                 await self._ledger_event(event)
             elif event.event.startswith(FLOW_RUN_PREFIX):
                 await self._flow_run_event(event)
-        except Exception:  # noqa: BLE001 - one bad event never stops the bridge
+        except Exception:
             log.exception("could not forward event %s (%s)", event_id, event.event)
 
     async def _ledger_event(self, event: Any) -> None:
@@ -183,51 +182,38 @@ class EventsBridge:
         # Settle the record even when the flow's own final event was forwarded already: a flow that
         # failed because the database went away tells the room first and may not have written it.
         run = await anyio.to_thread.run_sync(self._settle, sync_id, flow_run_id, state_name, message)
-        if run is None or run.get("flowRunId") != flow_run_id or run.get("active"):
+        if run is None or run.flow_run_id != flow_run_id or run.active:
             return  # the record moved on (resumed by another flow run) or is still running
         if attempt in self._terminal_sent:
             return
         self._terminal_sent.remember(attempt)
-        view = summary_view(run)
-        if run["state"] in ("completed", "cancelled"):
-            await self._send(SYNC_COMPLETE, view, run["vendorId"], event.occurred)
+        if run.state in (RunState.COMPLETED, RunState.CANCELLED):
+            await self._send(SYNC_COMPLETE, summary_view(run), run.vendor_id, event.occurred)
         else:
-            await self._send(SYNC_ERROR, {"syncId": sync_id, "vendorId": run["vendorId"], "state": run["state"],
-                                          "error": run.get("error") or f"The sync {run['state']}."}, run["vendorId"],
+            await self._send(SYNC_ERROR, {"syncId": sync_id, "vendorId": run.vendor_id, "state": run.state.value,
+                                          "error": run.error or f"The sync {run.state.value}."}, run.vendor_id,
                              event.occurred)
 
-    def _settle(self, sync_id: str, flow_run_id: str, state_name: str, message: str | None) -> dict | None:
-        """Finish the record if the flow could not (still active, same flow run); return it as it now is."""
+    def _settle(self, sync_id: str, flow_run_id: str, state_name: str, message: str | None) -> SyncRun | None:
+        """Close the record if the flow could not (still active, same flow run); return it as it now is."""
         store = self.store_factory()
-        run = store.run(sync_id)
-        if run is None:
-            return None
-        if run.get("active") and run.get("flowRunId") == flow_run_id:
-            state = TERMINAL_FLOW_STATES[state_name]
-            if state == "completed":  # the flow ended without settling its record: should not happen
-                state = "failed"
-            ended = utc_now()
-            reason = {
-                "crashed": "The sync process crashed ({}). Resume it to continue from its last checkpoint.",
-                "failed": "The sync failed ({}). Resume it to continue from its last checkpoint.",
-                "cancelled": "{}",
-            }[state].format(message or state_name)
-            changes: dict[str, Any] = {"state": state, "endedAt": ended, "error": None if state == "cancelled" else reason}
-            started = run.get("startedAt")
-            if started is not None:
-                if started.tzinfo is None:
-                    started = started.replace(tzinfo=timezone.utc)
-                changes["durationMs"] = int((ended - started).total_seconds() * 1000)
-            for name, step in (run.get("steps") or {}).items():
-                if step.get("state") == "running":
-                    changes[f"steps.{name}.state"] = "cancelled" if state == "cancelled" else "failed"
-            settled = store.finish_active_run(sync_id, changes, flow_run_id=flow_run_id, only_if_flow_run=True)
-            if settled is not None:
-                log.warning("sync %s: flow run %s ended %s without settling its record; marked %s",
-                            sync_id, flow_run_id, state_name, state)
-                return settled
-            return store.run(sync_id)
-        return run
+        run = store.runs.get(sync_id)
+        if run is None or not run.active or run.flow_run_id != flow_run_id:
+            return run
+        state = TERMINAL_FLOW_STATES[state_name]
+        if state is RunState.COMPLETED:  # the flow ended without settling its record: should not happen
+            state = RunState.FAILED
+        reason = {
+            RunState.CRASHED: "The sync process crashed ({}). Resume it to continue from its last checkpoint.",
+            RunState.FAILED: "The sync failed ({}). Resume it to continue from its last checkpoint.",
+        }.get(state, "{}").format(message or state_name)
+        settled = store.runs.close(run.closed(state, None if state is RunState.CANCELLED else reason, utc_now()),
+                                   flow_run_id=flow_run_id)
+        if settled is not None:
+            log.warning("sync %s: flow run %s ended %s without settling its record; marked %s",
+                        sync_id, flow_run_id, state_name, state.value)
+            return settled
+        return store.runs.get(sync_id)
 
     async def _send(self, name: str, payload: dict, vendor_id: str, occurred: datetime | None = None) -> None:
         if occurred is not None:  # lets a client measure how late it hears about things

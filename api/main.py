@@ -7,21 +7,23 @@ Run it with `uvicorn api.main:create_app --factory --port 4000` (what
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio
 import socketio
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pymongo.errors import PyMongoError
 
 from api import schemas
 from api.auth import issue_token
-from api.deps import get_settings, get_store
+from api.deps import SettingsDep, StoreDep
 from api.events_bridge import EventsBridge
 from api.orchestrator import Orchestrator
 from api.routes import router
@@ -29,6 +31,9 @@ from api.settings import ApiSettings, ConfigurationError, get_api_settings
 from api.sockets import SYNC_ERROR, create_socket_server, emit_to_vendor
 from flows.database import get_store as store_for
 from flows.runs import crash_stale_runs
+from ledger.kinds import kinds as registered_kinds
+from ledger.sync_run import step_label
+from ledger.sync_run import steps as sync_steps
 
 log = logging.getLogger("ledger_sync.api")
 
@@ -101,7 +106,7 @@ def create_app(settings: ApiSettings | None = None, *, start_bridge: bool = True
             "message": "The database is not reachable right now; try again in a moment."}})
 
     @app.get("/api/health", response_model=schemas.Health, tags=["ops"], summary="Liveness and dependencies")
-    async def health(request: Request, settings: ApiSettings = Depends(get_settings)):
+    async def health(settings: SettingsDep):
         try:
             store = await anyio.to_thread.run_sync(lambda: store_for(settings))
             await anyio.to_thread.run_sync(lambda: store.db.command("ping"))
@@ -115,8 +120,8 @@ def create_app(settings: ApiSettings | None = None, *, start_bridge: bool = True
 
     if settings.is_development:
         @app.get("/api/dev/vendors", tags=["development"], summary="Vendors that have source data (dev only)")
-        async def dev_vendors(store=Depends(get_store)):
-            return {"vendors": await anyio.to_thread.run_sync(store.source_vendor_ids)}
+        async def dev_vendors(store: StoreDep):
+            return {"vendors": await anyio.to_thread.run_sync(store.sources.vendor_ids)}
 
         @app.get("/api/dev/token", tags=["development"], summary="A token for a vendor (dev only)")
         async def dev_token(vendor: str = Query(..., min_length=1, max_length=128)):
@@ -138,6 +143,11 @@ def create_app(settings: ApiSettings | None = None, *, start_bridge: bool = True
             raise HTTPException(404, detail="socket.io client not installed (run `npm install`)")
         return FileResponse(SOCKET_IO_CLIENT, media_type="application/javascript",
                             headers={"Cache-Control": "public, max-age=86400"})
+
+    @app.get("/static/ledger-kinds.js", include_in_schema=False)
+    async def kinds_module():
+        """The sync's steps and the kinds of documents, from the registry, for the web UI."""
+        return Response(kinds_javascript(), media_type="application/javascript", headers={"Cache-Control": "no-cache"})
 
     if STATIC_DIR.is_dir():
         app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
@@ -162,20 +172,27 @@ async def _detect_stale_runs(settings: ApiSettings, sio: socketio.AsyncServer) -
             log.warning("stale-run check failed: %s", error)
             continue
         for run in crashed:
-            await emit_to_vendor(sio, SYNC_ERROR, {"syncId": run["syncId"], "vendorId": run["vendorId"],
-                                                   "state": run["state"], "error": run["error"]}, run["vendorId"])
+            await emit_to_vendor(sio, SYNC_ERROR, {"syncId": run.sync_id, "vendorId": run.vendor_id,
+                                                   "state": run.state.value, "error": run.error}, run.vendor_id)
 
 
 async def _stop_socket_server(sio: socketio.AsyncServer) -> None:
     """Stop Socket.IO's background tasks (Engine.IO's service task, the Redis listener)."""
-    try:
+    with contextlib.suppress(Exception):
         await asyncio.wait_for(sio.shutdown(), 2)
-    except Exception:  # noqa: BLE001
-        pass
     listener = getattr(sio.manager, "thread", None)
     if isinstance(listener, asyncio.Future) and not listener.done():
         listener.cancel()
         await asyncio.wait([listener], timeout=2)
+
+
+def kinds_javascript() -> str:
+    """An ES module with the steps of a sync and the kinds of source documents (`ledger.kinds`)."""
+    steps = [{"key": step, "label": step_label(step)} for step in sync_steps()]
+    kinds = [{"type": kind.type, "step": kind.step, "label": kind.label, "noun": kind.noun,
+              "collection": kind.collection} for kind in registered_kinds()]
+    return ("// Generated by the API from the registry of source kinds (ledger/kinds); do not edit.\n"
+            f"export const STEPS = {json.dumps(steps)};\nexport const KINDS = {json.dumps(kinds)};\n")
 
 
 def _prefect_api_url_from_profile() -> str | None:

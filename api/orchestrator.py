@@ -7,9 +7,12 @@ One `PrefectClient` per API process, bound to the URL in the API's settings
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flows.runs import run_tags  # the same tags as the nightly fan-out: the events bridge finds runs by them
+from flows.deployments import flow_run_name, run_tags  # named like every sync: the events bridge finds runs by them
+
+if TYPE_CHECKING:
+    from prefect.client.orchestration import PrefectClient
 
 log = logging.getLogger("ledger_sync.api.prefect")
 
@@ -21,7 +24,7 @@ class Orchestrator:
     def __init__(self, api_url: str, deployment: str):
         self.api_url = api_url
         self.deployment = deployment
-        self._client = None
+        self._client: PrefectClient | None = None
 
     async def start(self) -> None:
         from prefect.client.orchestration import PrefectClient
@@ -58,8 +61,8 @@ class Orchestrator:
             parameters={"vendor_id": vendor_id, "sync_id": sync_id, "date_from": parameters.get("dateFrom"),
                         "date_to": parameters.get("dateTo"), "types": parameters.get("types"),
                         "full": bool(parameters.get("full"))},
-            tags=run_tags(vendor_id, sync_id), idempotency_key=f"{sync_id}#{attempt}",
-            flow_run_name=f"{sync_id}" if attempt == 1 else f"{sync_id}-resume-{attempt - 1}")
+            tags=run_tags(vendor_id, sync_id, attempt), idempotency_key=f"{sync_id}#{attempt}",
+            flow_run_name=flow_run_name(sync_id, attempt))
         return str(flow_run.id)
 
     async def cancel(self, flow_run_id: str) -> str:

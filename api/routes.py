@@ -11,22 +11,24 @@ import logging
 from decimal import Decimal
 from typing import Annotated, Any
 
+import socketio
 from bson.decimal128 import Decimal128
-from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Request, status
+from fastapi import APIRouter, Body, HTTPException, Path, Query, status
 from fastapi.responses import JSONResponse
 
 from api import schemas
-from api.auth import current_vendor, forbidden, not_found
-from api.deps import blocking, get_orchestrator, get_settings, get_sio, get_store
+from api.auth import forbidden, not_found
+from api.deps import OrchestratorDep, SettingsDep, SocketsDep, StoreDep, VendorDep, blocking
 from api.orchestrator import Orchestrator
-from api.settings import ApiSettings
 from api.sockets import SYNC_COMPLETE, SYNC_ERROR, SYNC_PROGRESS, emit_to_vendor
+from flows.progress import run_progress_event
 from flows.runs import open_run, reopen_for_resume, run_view, summary_view
-from ledger.accounts import account_for
+from ledger.clock import utc_now
 from ledger.ids import candidate_ids, display_id, id_key
-from ledger.sources import SYNC_TYPES, SourceType
-from ledger.store import LedgerStore, SyncAlreadyRunning, utc_now
-from ledger.sync_run import SyncParameters
+from ledger.kinds import UnknownKind, by_name, kinds
+from ledger.reports import account_views, trial_balance_document
+from ledger.store import Store, SyncAlreadyRunning
+from ledger.sync_run import RunState, SyncParameters, SyncRun
 from ledger.verification import trial_balance as compute_trial_balance
 
 log = logging.getLogger("ledger_sync.api")
@@ -34,7 +36,8 @@ log = logging.getLogger("ledger_sync.api")
 AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"model": schemas.ErrorResponse, "description": "missing_token, invalid_token or token_expired"},
 }
-NOT_FOUND = {404: {"model": schemas.ErrorResponse, "description": "No such sync run for this vendor"}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": schemas.ErrorResponse, "description": "No such sync run for this vendor"}}
 SyncId = Annotated[str, Path(alias="syncId", min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:@-]+$",
                               description="The run's syncId")]
 
@@ -43,49 +46,34 @@ router = APIRouter(prefix="/api/ledger", tags=["ledger"], responses=AUTH_RESPONS
 
 # ---- helpers -------------------------------------------------------------------
 
-def queued_snapshot(run: dict) -> dict:
-    """The first `sync_progress` a room hears, straight from the run record."""
-    progress = run.get("progress") or {}
-    totals = (run.get("stats") or {}).get("total") or {}
-    return {"syncId": run["syncId"], "vendorId": run["vendorId"], "state": "queued",
-            "step": progress.get("step", "check_existing"), "stepIndex": progress.get("stepIndex", 0),
-            "stepsTotal": progress.get("stepsTotal", 5), "percent": progress.get("percent", 0.0),
-            "processed": progress.get("processed", 0), "total": progress.get("total", 0),
-            "stats": {k: totals.get(k, 0) for k in ("synced", "skipped", "reversed", "errors")},
-            "message": progress.get("message") or "Queued"}
-
-
-async def _owned_run(store: LedgerStore, sync_id: str, vendor_id: str) -> dict:
-    run = await blocking(store.run, sync_id, vendor_id)
+async def _owned_run(store: Store, sync_id: str, vendor_id: str) -> SyncRun:
+    run = await blocking(store.runs.get, sync_id, vendor_id)
     if run is None:
         raise not_found()
     return run
 
 
-async def _start_flow(request: Request, store: LedgerStore, orchestrator: Orchestrator, run: dict) -> JSONResponse | None:
+async def _start_flow(sio: socketio.AsyncServer, store: Store, orchestrator: Orchestrator,
+                      run: SyncRun) -> JSONResponse | None:
     """Trigger the deployment for an opened (queued) run; on failure settle the run so the vendor is not blocked."""
-    sio = get_sio(request)
-    sync_id, vendor_id = run["syncId"], run["vendorId"]
     try:
-        flow_run_id = await orchestrator.trigger(vendor_id, sync_id, run.get("parameters") or {},
-                                                 attempt=run.get("attempts", 1))
+        flow_run_id = await orchestrator.trigger(run.vendor_id, run.sync_id, run.parameters, attempt=run.attempts)
     except Exception as error:  # noqa: BLE001 - Prefect down, deployment missing, ...
-        log.error("could not trigger a flow run for %s: %s", sync_id, error)
+        log.error("could not trigger a flow run for %s: %s", run.sync_id, error)
         message = ("The sync could not be started: the orchestrator (Prefect) is unavailable or the deployment "
                    f"is missing ({type(error).__name__}). Try again in a moment.")
-        failed = await blocking(store.finish_active_run, sync_id, {"state": "failed", "error": message,
-                                                                   "endedAt": utc_now()})
+        failed = await blocking(store.runs.close, run.closed(RunState.FAILED, message, utc_now()))
         if failed is not None:
-            await emit_to_vendor(sio, SYNC_ERROR, {"syncId": sync_id, "vendorId": vendor_id, "error": message,
-                                                   "state": "failed"}, vendor_id)
+            await emit_to_vendor(sio, SYNC_ERROR, {"syncId": run.sync_id, "vendorId": run.vendor_id, "error": message,
+                                                   "state": RunState.FAILED.value}, run.vendor_id)
         return JSONResponse(status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
-                            content={"success": False, "message": message, "syncId": sync_id})
-    attached = await blocking(store.attach_flow_run, sync_id, flow_run_id)
+                            content={"success": False, "message": message, "syncId": run.sync_id})
+    attached = await blocking(store.runs.attach_flow_run, run.sync_id, flow_run_id)
     if attached is None:  # cancelled while we were triggering: make sure the flow run never does anything
         try:
             await orchestrator.cancel(flow_run_id)
-        except Exception:  # noqa: BLE001
-            log.warning("could not cancel flow run %s of settled sync %s", flow_run_id, sync_id, exc_info=True)
+        except Exception:
+            log.warning("could not cancel flow run %s of settled sync %s", flow_run_id, run.sync_id, exc_info=True)
     return None
 
 
@@ -94,10 +82,11 @@ def _conflict(message: str, sync_id: str) -> JSONResponse:
                         content=schemas.SyncConflict(message=message, syncId=sync_id).model_dump())
 
 
-async def _queue(request: Request, store: LedgerStore, orchestrator: Orchestrator, run: dict) -> JSONResponse | None:
+async def _queue(sio: socketio.AsyncServer, store: Store, orchestrator: Orchestrator,
+                 run: SyncRun) -> JSONResponse | None:
     """Tell the room the run is queued (before any flow process exists), then start its flow run."""
-    await emit_to_vendor(get_sio(request), SYNC_PROGRESS, queued_snapshot(run), run["vendorId"])
-    return await _start_flow(request, store, orchestrator, run)
+    await emit_to_vendor(sio, SYNC_PROGRESS, run_progress_event(run), run.vendor_id)
+    return await _start_flow(sio, store, orchestrator, run)
 
 
 def _money(value: Any) -> str:
@@ -131,64 +120,59 @@ def _entry_view(document: dict) -> dict:
              responses={409: {"model": schemas.SyncConflict, "description": "A sync is already running (its syncId)"},
                         403: {"model": schemas.ErrorResponse, "description": "vendorId is not the token's vendor"},
                         503: {"model": schemas.SyncConflict, "description": "The orchestrator is unavailable"}})
-async def sync_data(request: Request, body: schemas.SyncDataRequest | None = Body(default=None),
-                    vendor_id: str = Depends(current_vendor), settings: ApiSettings = Depends(get_settings),
-                    store: LedgerStore = Depends(get_store), orchestrator: Orchestrator = Depends(get_orchestrator)):
+async def sync_data(vendor_id: VendorDep, settings: SettingsDep, store: StoreDep, orchestrator: OrchestratorDep,
+                    sio: SocketsDep, body: schemas.SyncDataRequest | None = Body(default=None)):
     body = body or schemas.SyncDataRequest()
     if body.vendorId is not None and body.vendorId != vendor_id:
         raise forbidden("This token can only start syncs of its own vendor.")
-    parameters = SyncParameters(dateFrom=body.dateFrom, dateTo=body.dateTo, types=body.types, full=body.full)
+    parameters = SyncParameters(date_from=body.dateFrom, date_to=body.dateTo, types=body.types, full=body.full)
     try:
         run = await blocking(open_run, store, vendor_id, parameters, settings.ledger_incremental_overlap_seconds,
-                             settings.ledger_stale_after_seconds, state="queued")
+                             settings.ledger_stale_after_seconds)
     except SyncAlreadyRunning as running:
         return _conflict("A sync is already running for this vendor; follow it with its syncId.", running.sync_id)
-    return await _queue(request, store, orchestrator, run) or schemas.SyncAccepted(syncId=run["syncId"])
+    return await _queue(sio, store, orchestrator, run) or schemas.SyncAccepted(syncId=run.sync_id)
 
 
 @router.get("/sync-status/{syncId}", response_model=schemas.RunView, responses=NOT_FOUND,
             summary="The latest progress snapshot of a run (the polling fallback)")
-async def sync_status(sync_id: SyncId, vendor_id: str = Depends(current_vendor),
-                      store: LedgerStore = Depends(get_store)):
+async def sync_status(sync_id: SyncId, vendor_id: VendorDep, store: StoreDep):
     return run_view(await _owned_run(store, sync_id, vendor_id))
 
 
 @router.get("/sync-runs", response_model=schemas.RunList, summary="Run history with statistics, newest first")
-async def sync_runs(limit: int = Query(20, ge=1, le=200), vendor_id: str = Depends(current_vendor),
-                    store: LedgerStore = Depends(get_store)):
-    runs = await blocking(store.runs_of, vendor_id, limit)
+async def sync_runs(vendor_id: VendorDep, store: StoreDep, limit: int = Query(20, ge=1, le=200)):
+    runs = await blocking(store.runs.recent, vendor_id, limit)
     return {"vendorId": vendor_id, "runs": [run_view(run) for run in runs]}
 
 
 @router.post("/sync-runs/{syncId}/cancel", response_model=schemas.CancelResult, status_code=status.HTTP_202_ACCEPTED,
              summary="Cancel a queued or running sync",
              responses={**NOT_FOUND, 409: {"model": schemas.CancelResult, "description": "The run is not active"}})
-async def cancel_run(request: Request, sync_id: SyncId, vendor_id: str = Depends(current_vendor),
-                     store: LedgerStore = Depends(get_store), orchestrator: Orchestrator = Depends(get_orchestrator)):
+async def cancel_run(sync_id: SyncId, vendor_id: VendorDep, store: StoreDep, orchestrator: OrchestratorDep,
+                     sio: SocketsDep):
     run = await _owned_run(store, sync_id, vendor_id)
-    flagged = await blocking(store.request_cancel, sync_id, vendor_id, utc_now()) if run.get("active") else None
+    flagged = await blocking(store.runs.request_cancel, sync_id, vendor_id, utc_now()) if run.active else None
     if flagged is None:
         run = await _owned_run(store, sync_id, vendor_id)
         return JSONResponse(status_code=status.HTTP_409_CONFLICT, content=schemas.CancelResult(
-            success=False, syncId=sync_id, state=run["state"],
-            message=f"This sync is not running (it is {run['state']}).").model_dump())
-    flow_run_id = flagged.get("flowRunId")
+            success=False, syncId=sync_id, state=run.state.value,
+            message=f"This sync is not running (it is {run.state.value}).").model_dump())
     outcome = "cancelling"
-    if flow_run_id:
+    if flagged.flow_run_id:
         try:
-            outcome = await orchestrator.cancel(flow_run_id)
+            outcome = await orchestrator.cancel(flagged.flow_run_id)
         except Exception as error:  # noqa: BLE001 - the flag alone stops the flow at its next batch
-            log.warning("could not cancel flow run %s of %s in Prefect: %s", flow_run_id, sync_id, error)
-    if flow_run_id is None or outcome == "cancelled":
+            log.warning("could not cancel flow run %s of %s in Prefect: %s", flagged.flow_run_id, sync_id, error)
+    if flagged.flow_run_id is None or outcome == "cancelled":
         # It never started (and now never will): settle the record here.
-        settled = await blocking(store.finish_active_run, sync_id, {
-            "state": "cancelled", "endedAt": utc_now(), "error": None, "progress.message": "Cancelled"},
-            flow_run_id=flow_run_id, only_if_flow_run=True)
-        if settled is not None and flow_run_id is None:  # no Prefect event will ever tell the room
-            await emit_to_vendor(get_sio(request), SYNC_COMPLETE, summary_view(settled), vendor_id)
-        return schemas.CancelResult(success=True, syncId=sync_id, state="cancelled",
+        settled = await blocking(store.runs.close, flagged.closed(RunState.CANCELLED, None, utc_now()),
+                                 flow_run_id=flagged.flow_run_id)
+        if settled is not None and flagged.flow_run_id is None:  # no Prefect event will ever tell the room
+            await emit_to_vendor(sio, SYNC_COMPLETE, summary_view(settled), vendor_id)
+        return schemas.CancelResult(success=True, syncId=sync_id, state=RunState.CANCELLED.value,
                                     message="The sync was cancelled before it started.")
-    return schemas.CancelResult(success=True, syncId=sync_id, state="cancelling",
+    return schemas.CancelResult(success=True, syncId=sync_id, state=RunState.CANCELLING.value,
                                 message="Cancelling: the sync stops after its current batch.")
 
 
@@ -196,8 +180,8 @@ async def cancel_run(request: Request, sync_id: SyncId, vendor_id: str = Depends
              summary="Resume a failed, crashed or cancelled sync from its last checkpoint",
              responses={**NOT_FOUND, 409: {"model": schemas.SyncConflict,
                                            "description": "Not resumable, or another sync is running (its syncId)"}})
-async def resume_run(request: Request, sync_id: SyncId, vendor_id: str = Depends(current_vendor),
-                     store: LedgerStore = Depends(get_store), orchestrator: Orchestrator = Depends(get_orchestrator)):
+async def resume_run(sync_id: SyncId, vendor_id: VendorDep, store: StoreDep, orchestrator: OrchestratorDep,
+                     sio: SocketsDep):
     try:
         run = await blocking(reopen_for_resume, store, sync_id, vendor_id)
     except LookupError:
@@ -206,18 +190,18 @@ async def resume_run(request: Request, sync_id: SyncId, vendor_id: str = Depends
         return _conflict(str(error), sync_id)
     except SyncAlreadyRunning as running:
         return _conflict("Another sync is running for this vendor; follow it with its syncId.", running.sync_id)
-    return await _queue(request, store, orchestrator, run) or schemas.SyncAccepted(
+    return await _queue(sio, store, orchestrator, run) or schemas.SyncAccepted(
         syncId=sync_id, message="Sync resumed from its last checkpoint. You will receive real-time updates.")
 
 
 @router.get("/sync-runs/{syncId}/errors", response_model=schemas.RejectedList, responses=NOT_FOUND,
             summary="The documents a run rejected, with the field and the reason")
-async def run_errors(sync_id: SyncId, limit: int = Query(500, ge=1, le=5000),
-                     vendor_id: str = Depends(current_vendor), store: LedgerStore = Depends(get_store)):
+async def run_errors(sync_id: SyncId, vendor_id: VendorDep, store: StoreDep, limit: int = Query(500, ge=1, le=5000)):
     await _owned_run(store, sync_id, vendor_id)
-    rows = await blocking(store.rejections, sync_id, vendor_id, limit)
+    rows = await blocking(store.rejections.of_run, sync_id, vendor_id, limit)
     return {"syncId": sync_id, "errors": [
-        {"sourceType": row.get("sourceType"), "sourceId": str(row.get("sourceId")), "number": row.get("number"),
+        {"sourceType": row.get("sourceType"), "sourceId": display_id(row.get("sourceId")),
+         "sourceKey": id_key(row.get("sourceId")), "number": row.get("number"),
          "field": row.get("field"), "reason": row.get("reason") or "", "recordedAt": _iso(row.get("recordedAt"))}
         for row in rows]}
 
@@ -225,40 +209,31 @@ async def run_errors(sync_id: SyncId, limit: int = Query(500, ge=1, le=5000),
 # ---- the books ------------------------------------------------------------------
 
 @router.get("/trial-balance", response_model=schemas.TrialBalanceView, summary="Net balance per account")
-async def trial_balance(vendor_id: str = Depends(current_vendor), store: LedgerStore = Depends(get_store)):
-    tb = compute_trial_balance(await blocking(store.balances, vendor_id))
-    accounts = {}
-    for key in tb.balances:
-        try:
-            account = account_for(key)
-            accounts[key] = {"name": account.name, "code": account.code, "type": account.type.value}
-        except KeyError:
-            accounts[key] = {"name": key, "code": "", "type": "unknown"}
-    return {"vendorId": vendor_id, "balances": {key: _money(amount) for key, amount in tb.balances.items()},
-            "totalDebit": _money(tb.total_debit), "totalCredit": _money(tb.total_credit), "accounts": accounts}
+async def trial_balance(vendor_id: VendorDep, store: StoreDep):
+    tb = compute_trial_balance(await blocking(store.entries.balances, vendor_id))
+    chart = await blocking(store.accounts.chart, vendor_id)
+    return {**trial_balance_document(vendor_id, tb), "accounts": account_views(tb.balances, chart)}
 
 
 @router.get("/entries", response_model=schemas.EntryList, summary="The journal entries of one source document",
             responses={422: {"description": "Unknown sourceType"}})
-async def entries(sourceId: str = Query(..., min_length=1, max_length=2000,
+async def entries(vendor_id: VendorDep, store: StoreDep,
+                  sourceId: str = Query(..., min_length=1, max_length=2000,
                                         description="The document's _id as text, or its key as entries show it "
                                                     "(`source.key`, exact for any BSON type)"),
-                  sourceType: str | None = Query(None, description="sales_invoice | purchase_invoice | expense "
-                                                                   "(or the plural step names)"),
-                  vendor_id: str = Depends(current_vendor), store: LedgerStore = Depends(get_store)):
+                  sourceType: str | None = Query(None, description=f"{' | '.join(k.type for k in kinds())} "
+                                                                   "(or the plural step names)")):
     source_type = None
     if sourceType:
         try:
-            source_type = SYNC_TYPES.get(sourceType) or SourceType(sourceType)
-        except ValueError:
-            raise HTTPException(422, detail=[{
-                "loc": ["query", "sourceType"], "type": "enum",
-                "msg": f"unknown sourceType {sourceType!r}; use one of "
-                       f"{', '.join(t.value for t in SourceType)}"}]) from None
-    documents: list[dict] = []
+            source_type = by_name(sourceType).type
+        except UnknownKind as unknown:
+            raise HTTPException(422, detail=[{"loc": ["query", "sourceType"], "type": "enum",
+                                              "msg": str(unknown)}]) from None
+    documents: list[dict[str, Any]] = []
     for candidate in candidate_ids(sourceId):  # values only: a key never decodes to an operator
-        documents = await blocking(store.entries_for_source_id, vendor_id, source_type, candidate)
+        documents = await blocking(store.entries.for_source_id, vendor_id, source_type, candidate)
         if documents:
             break
-    return {"vendorId": vendor_id, "sourceType": source_type.value if source_type else None, "sourceId": sourceId,
+    return {"vendorId": vendor_id, "sourceType": source_type, "sourceId": sourceId,
             "entries": [_entry_view(document) for document in documents]}

@@ -5,9 +5,11 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, create_model, field_validator
 
-from ledger.sync_run import ALL_TYPES
+from ledger.kinds import kind_steps, kinds
+
+ALL_TYPES = kind_steps()
 
 
 class ErrorDetail(BaseModel):
@@ -72,11 +74,9 @@ class TypeStats(BaseModel):
     errors: int = 0
 
 
-class Stats(BaseModel):
-    total: TypeStats
-    sales_invoices: TypeStats
-    purchase_invoices: TypeStats
-    expenses: TypeStats
+_STATS_FIELDS: dict[str, Any] = {"total": (TypeStats, ...), **{kind.step: (TypeStats, ...) for kind in kinds()}}
+Stats = create_model("Stats", __doc__="Counts in total and per kind of document (one key per sync step).",
+                     **_STATS_FIELDS)
 
 
 class Progress(BaseModel):
@@ -93,6 +93,7 @@ class Progress(BaseModel):
 
 class StepView(BaseModel):
     name: str
+    label: str
     state: str = Field(description="pending | running | completed | skipped | failed | cancelled")
     processed: int
     total: int
@@ -110,7 +111,7 @@ class RunView(BaseModel):
     parameters: dict[str, Any]
     progress: Progress | None = None
     steps: list[StepView]
-    stats: Stats
+    stats: Stats  # built from the registry of kinds
     verification: dict[str, Any] | None = None
     error: str | None = None
     errorsCount: int = 0
@@ -138,6 +139,7 @@ class CancelResult(BaseModel):
 class RejectedDocument(BaseModel):
     sourceType: str
     sourceId: str
+    sourceKey: str = Field(description="The document's _id exactly, whatever its BSON type")
     number: str | None = None
     field: str | None = None
     reason: str

@@ -10,9 +10,8 @@ from pathlib import Path
 from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
+from flows.deployments import ON_DEMAND
 from flows.settings import Settings
-
-DEFAULT_DEPLOYMENT = "sync-vendor-ledger/on-demand"
 
 
 class ConfigurationError(RuntimeError):
@@ -33,10 +32,11 @@ class ApiSettings(Settings):
     ledger_stale_check_seconds: float = 15.0
     # Comma-separated origins allowed to call the API and open a socket from another origin ("*" for any).
     ledger_cors_origins: str = ""
-    prefect_deployment: str = Field(default=DEFAULT_DEPLOYMENT,
+    prefect_deployment: str = Field(default=ON_DEMAND,
                                     validation_alias=AliasChoices("prefect_deployment", "LEDGER_PREFECT_DEPLOYMENT",
                                                                      "PREFECT_DEPLOYMENT"))
-    prefect_api_url: str | None = Field(default=None, validation_alias=AliasChoices("prefect_api_url", "PREFECT_API_URL"))
+    prefect_api_url: str | None = Field(default=None,
+                                        validation_alias=AliasChoices("prefect_api_url", "PREFECT_API_URL"))
 
     @property
     def cors_origins(self) -> list[str]:

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pymongo import ASCENDING, MongoClient
@@ -119,7 +119,8 @@ def measure_size(client: MongoClient, env: dict, size: int, repetition: int) -> 
     client.drop_database(name)
     return {"documents": documents, "entries": entries, "fullSyncSeconds": full["durationMs"] / 1000,
             "floorSeconds": round(floor, 3), "syncOverFloor": round(full["durationMs"] / 1000 / floor, 2),
-            "resyncOverFull": round(resync["durationMs"] / full["durationMs"], 3), "peakRssMb": round(full["peakRssMb"], 1),
+            "resyncOverFull": round(resync["durationMs"] / full["durationMs"], 3),
+            "peakRssMb": round(full["peakRssMb"], 1),
             "fullCommands": full["commands"], "resyncCommands": resync["commands"],
             "fullStepMs": full["stepMs"], "resyncStepMs": resync["stepMs"]}
 
@@ -165,8 +166,9 @@ def main() -> None:
 
         sockets = measure(database.uri, "bench", work / "stack", args.size // 4, load_documents)
     result = {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"cores": os.cpu_count(), "memoryGb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"cores": os.cpu_count(),
+                    "memoryGb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
                     "python": platform.python_version()},
         "rows": rows,
         "rssGrowth4N": round(rows[1]["peakRssMb"] / rows[0]["peakRssMb"], 3),

@@ -42,10 +42,9 @@ def main() -> None:
     vendor_id, full = sys.argv[1], sys.argv[2] == "full"
     counter = CommandCounter()
     monitoring.register(counter)
-    from flows.sync_vendor import sync_vendor_ledger
-
     # Count only the sync's own commands, not the one-off index set-up.
     from flows.database import get_store
+    from flows.sync_vendor import sync_vendor_ledger
 
     get_store()
     counter.commands.clear()
@@ -53,12 +52,12 @@ def main() -> None:
     summary = sync_vendor_ledger(vendor_id, full=full)
     wall = time.perf_counter() - started
     commands = dict(counter.commands)
-    run = get_store().run(summary["syncId"])  # where the time went, for reading the JSON (not counted)
+    run = get_store().runs.get(summary["syncId"])  # where the time went, for reading the JSON (not counted)
     print(json.dumps({
         "durationMs": summary["durationMs"], "wallSeconds": wall, "state": summary["state"],
         "stats": summary["stats"]["total"], "commands": commands, "commandsTotal": sum(commands.values()),
         "peakRssMb": peak_rss_mb(),
-        "stepMs": {name: step.get("durationMs") for name, step in run["steps"].items()},
+        "stepMs": {name: step.duration_ms for name, step in run.steps.items()} if run else {},
     }))
 
 

@@ -8,9 +8,10 @@ that fail validation so the error display has something to show.
 from __future__ import annotations
 
 import random
-from datetime import datetime, timedelta, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Iterator
+from typing import Any
 
 from bson import Decimal128, ObjectId
 from pymongo.errors import BulkWriteError
@@ -21,7 +22,7 @@ PRODUCTS = [("Consulting hour", "1500.00"), ("Widget", "249.50"), ("Service plan
             ("Cable", "85.25"), ("Installation", "1200.00"), ("Spare part", "399.99")]
 CATEGORIES = ["Office Rent", "Utilities", "Travel & Meals", "Repairs_Maintenance", "Software", "  misc  "]
 METHODS = ["cash", "bank", "card", "upi", "cheque", "other"]
-START = datetime(2026, 1, 1, tzinfo=timezone.utc)
+START = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def _oid(rng: random.Random) -> ObjectId:
@@ -44,15 +45,15 @@ def _as_stored(rng: random.Random, value: Decimal):
 
 
 def _invoice(rng: random.Random, vendor_id: str, index: int, sales: bool, day: datetime) -> dict:
-    items = []
+    items: list[dict[str, Any]] = []
     for _ in range(rng.randint(1, 4)):
         name, price = rng.choice(PRODUCTS)
         quantity = rng.randint(1, 5)
         discount = _money(Decimal(price) * quantity * Decimal(rng.choice([0, 0, 0, 5, 10])) / 100)
         items.append({"description": name, "quantity": quantity, "unitPrice": Decimal128(price),
                       "discount": Decimal128(discount), "taxRate": 18})
-    subtotal = sum(Decimal(str(i["quantity"])) * i["unitPrice"].to_decimal() for i in items)
-    discount_total = sum(i["discount"].to_decimal() for i in items)
+    subtotal = sum((Decimal(str(i["quantity"])) * i["unitPrice"].to_decimal() for i in items), Decimal(0))
+    discount_total = sum((i["discount"].to_decimal() for i in items), Decimal(0))
     tax_total = _money((subtotal - discount_total) * Decimal("0.18"))
     total = subtotal - discount_total + tax_total
     status = rng.choices(["issued", "partially_paid", "paid", "draft", "void"], [30, 25, 35, 6, 4])[0]

@@ -9,13 +9,13 @@ every other process of the stack (and a second `ledger-sync sync`) finds it.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
@@ -33,6 +33,7 @@ def wait_until_up(uri: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
+            client: MongoClient[dict[str, Any]]
             with MongoClient(uri, serverSelectionTimeoutMS=500) as client:
                 client.admin.command("ping")
                 return

@@ -11,10 +11,11 @@ import contextlib
 import json
 import os
 import sys
-import urllib.error
 from datetime import date
+from typing import Any
 
 from flows.settings import get_settings
+from ledger.kinds import kind_steps
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -44,7 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     sync.add_argument("--vendor", required=True)
     sync.add_argument("--from", dest="date_from", type=_date, help="first document date (YYYY-MM-DD, inclusive)")
     sync.add_argument("--to", dest="date_to", type=_date, help="last document date (YYYY-MM-DD, inclusive)")
-    sync.add_argument("--types", help="comma-separated: sales_invoices,purchase_invoices,expenses")
+    sync.add_argument("--types", help="comma-separated steps (default all): " + ",".join(kind_steps()))
     sync.add_argument("--full", action="store_true", help="reconcile everything, detecting hard deletes")
     sync.add_argument("--resume", metavar="SYNC_ID", help="resume an interrupted sync from its last checkpoint")
     sync.add_argument("--json", action="store_true", help="print the final statistics as one JSON object")
@@ -113,7 +114,7 @@ def _sync(args) -> int:
     from ledger.sync_run import SyncParameters
 
     try:
-        parameters = SyncParameters(dateFrom=args.date_from, dateTo=args.date_to, types=args.types, full=args.full)
+        parameters = SyncParameters(date_from=args.date_from, date_to=args.date_to, types=args.types, full=args.full)
     except ValueError as error:
         print(f"ledger-sync: {_first_error(error)}", file=sys.stderr)
         return EXIT_USAGE
@@ -140,7 +141,7 @@ def _sync(args) -> int:
                 print(json.dumps({"syncId": running.sync_id, "vendorId": args.vendor, "state": "running"}))
             return EXIT_ALREADY_RUNNING
         except Exception as error:  # noqa: BLE001 - reported below from the run record
-            latest = get_store().runs_of(args.vendor, limit=1)
+            latest = get_store().runs.recent(args.vendor, limit=1)
             summary = summary_view(latest[0]) if latest else {"vendorId": args.vendor, "state": "failed",
                                                              "error": str(error)}
             if summary.get("state") != "failed":
@@ -194,12 +195,13 @@ class _ProgressBar:
 def _trial_balance(args) -> int:
     with _database():
         from flows.database import get_store
-        from ledger.accounts import account_for
+        from ledger.reports import account_views, trial_balance_document
         from ledger.verification import trial_balance
 
-        balance = trial_balance(get_store().balances(args.vendor))
-    document = {"vendorId": args.vendor, "balances": {k: str(v) for k, v in balance.balances.items()},
-                "totalDebit": str(balance.total_debit), "totalCredit": str(balance.total_credit)}
+        store = get_store()
+        balance = trial_balance(store.entries.balances(args.vendor))
+        accounts = account_views(balance.balances, store.accounts.chart(args.vendor))
+    document = trial_balance_document(args.vendor, balance)
     if args.json:
         print(json.dumps(document))
         return 0
@@ -207,13 +209,14 @@ def _trial_balance(args) -> int:
     from rich.table import Table
 
     table = Table(title=f"Trial balance — {args.vendor}")
-    for column, justify in (("Code", "left"), ("Account", "left"), ("Debit", "right"), ("Credit", "right")):
-        table.add_column(column, justify=justify)
+    for column in ("Code", "Account"):
+        table.add_column(column)
+    for column in ("Debit", "Credit"):
+        table.add_column(column, justify="right")
     for key, amount in balance.balances.items():
-        account = account_for(key)
-        table.add_row(account.code, f"{account.name} ({key})", str(amount) if amount > 0 else "",
-                      str(-amount) if amount < 0 else "")
-    table.add_row("", "Total", str(balance.total_debit), str(balance.total_credit), style="bold")
+        table.add_row(accounts[key]["code"], f"{accounts[key]['name']} ({key})", f"{amount:,}" if amount > 0 else "",
+                      f"{-amount:,}" if amount < 0 else "")
+    table.add_row("", "Total", f"{balance.total_debit:,}", f"{balance.total_credit:,}", style="bold")
     Console().print(table)
     return 0
 
@@ -253,6 +256,7 @@ def _up(args) -> int:
 
         from cli.demo_data import load
 
+        client: MongoClient[dict[str, Any]]
         with MongoClient(stack.mongodb_uri) as client:
             counts = load(client[get_settings().mongodb_db], DEMO_VENDORS, documents=400)
         print(f"demo data     {sum(counts.values())} new documents for {', '.join(DEMO_VENDORS)}", file=sys.stderr)

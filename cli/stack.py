@@ -15,6 +15,7 @@ order); their logs go to <LEDGER_HOME>/logs/.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -27,6 +28,10 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO, TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cli.embedded_db import EmbeddedDatabase
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 QUIET_PREFECT = {
@@ -65,10 +70,8 @@ class ManagedProcess:
         try:
             self.process.wait(self.stop_timeout)
         except subprocess.TimeoutExpired:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             self.process.wait(5)
 
     def tail(self, lines: int = 30) -> str:
@@ -90,20 +93,20 @@ def _die_with_parent() -> None:
 def spawn(name: str, argv: list[str], env: dict[str, str], log_dir: Path | None, cwd: Path = PROJECT_DIR,
           stop_timeout: float = 15.0) -> ManagedProcess:
     log_path = None
+    output: IO[bytes] | int = subprocess.DEVNULL
     if log_dir is not None:
         log_dir.mkdir(parents=True, exist_ok=True)
         log_path = log_dir / f"{name}.log"
         output = open(log_path, "ab")  # noqa: SIM115 - kept open for the child's lifetime
-    else:
-        output = subprocess.DEVNULL
     process = subprocess.Popen(argv, env=env, cwd=cwd, stdout=output, stderr=subprocess.STDOUT,
                                stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent)
-    if log_dir is not None:
+    if not isinstance(output, int):
         output.close()
     return ManagedProcess(name, process, log_path, stop_timeout)
 
 
-def wait_http(url: str, timeout: float, process: ManagedProcess | None = None, ok: Callable[[bytes], bool] | None = None) -> None:
+def wait_http(url: str, timeout: float, process: ManagedProcess | None = None,
+              ok: Callable[[bytes], bool] | None = None) -> None:
     """Wait until GET url answers 200 (and `ok(body)`), or fail with the child's last log lines."""
     deadline = time.monotonic() + timeout
     while True:
@@ -218,7 +221,7 @@ class Stack:
     token_vendor: str = ""
     env: dict[str, str] = field(default_factory=dict)
     processes: list[ManagedProcess] = field(default_factory=list)
-    database: object | None = None
+    database: EmbeddedDatabase | None = None
 
     def stop(self) -> None:
         for process in reversed(self.processes):

@@ -17,6 +17,7 @@ goes on without the limit and logs why.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import re
@@ -48,10 +49,8 @@ def _ensure_limit(name: str) -> None:
             return
         except ObjectNotFound:
             pass
-        try:
+        with contextlib.suppress(ObjectAlreadyExists):  # created by a concurrent run meanwhile
             client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
-        except ObjectAlreadyExists:  # created by a concurrent run meanwhile
-            pass
 
 
 def _reclaim(name: str) -> None:

@@ -7,7 +7,7 @@ import threading
 from pymongo import MongoClient
 
 from flows.settings import Settings, get_settings
-from ledger.store import LedgerStore
+from ledger.store import Store
 
 _clients: dict[tuple[str, int], MongoClient] = {}
 _lock = threading.Lock()
@@ -25,12 +25,12 @@ def _client(uri: str, timeout_ms: int) -> MongoClient:
         return _clients[key]
 
 
-def get_store(settings: Settings | None = None) -> LedgerStore:
+def get_store(settings: Settings | None = None) -> Store:
     """The store for the configured database, with its indexes ensured once per process."""
     settings = settings or get_settings()
     uri = settings.resolve_mongodb_uri()
-    store = LedgerStore(_client(uri, settings.ledger_db_timeout_ms)[settings.mongodb_db], settings.collections,
-                        batch_size=settings.ledger_batch_size)
+    store = Store(_client(uri, settings.ledger_db_timeout_ms)[settings.mongodb_db], settings.collections,
+                  batch_size=settings.ledger_batch_size)
     if (uri, settings.mongodb_db) not in _indexed:
         store.ensure_indexes()
         _indexed.add((uri, settings.mongodb_db))

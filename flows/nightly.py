@@ -9,25 +9,27 @@ sync is already running (someone clicked "Sync Data") is skipped, never run twic
 from __future__ import annotations
 
 import time
+from typing import cast
 from uuid import UUID
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
 
 from flows.database import get_store
-from flows.runs import open_run, run_tags
+from flows.deployments import FAN_OUT_FLOW_NAME, ON_DEMAND, flow_run_name, run_tags
+from flows.runs import open_run
 from flows.settings import get_settings
-from ledger.store import SyncAlreadyRunning, utc_now
-from ledger.sync_run import SyncParameters
-
-ON_DEMAND = "sync-vendor-ledger/on-demand"
+from ledger.clock import utc_now
+from ledger.store import SyncAlreadyRunning
+from ledger.sync_run import RunState, SyncParameters
 
 
 @task(retries=3, retry_delay_seconds=[2, 5, 10], cache_policy=NO_CACHE)
 def vendors_with_source_data() -> list[str]:
-    return get_store().source_vendor_ids()
+    return get_store().sources.vendor_ids()
 
 
 def _start_vendor_run(vendor_id: str, full: bool, deployment: str) -> tuple[str, str] | None:
@@ -39,20 +41,19 @@ def _start_vendor_run(vendor_id: str, full: bool, deployment: str) -> tuple[str,
                        settings.ledger_stale_after_seconds)
     except SyncAlreadyRunning:
         return None
-    sync_id = run["syncId"]
     try:
-        flow_run = run_deployment(deployment, timeout=0, as_subflow=False, tags=run_tags(vendor_id, sync_id),
-                                  parameters={"vendor_id": vendor_id, "sync_id": sync_id, "full": full},
-                                  idempotency_key=f"{sync_id}#1", flow_run_name=sync_id)
+        flow_run = cast(FlowRun, run_deployment(
+            deployment, timeout=0, as_subflow=False, tags=run_tags(vendor_id, run.sync_id),
+            parameters={"vendor_id": vendor_id, "sync_id": run.sync_id, "full": full},
+            idempotency_key=f"{run.sync_id}#1", flow_run_name=flow_run_name(run.sync_id)))
     except Exception as error:
-        store.finish_active_run(sync_id, {"state": "failed", "endedAt": utc_now(),
-                                          "error": f"could not start the background sync: {error}"})
+        store.runs.close(run.closed(RunState.FAILED, f"could not start the background sync: {error}", utc_now()))
         raise
-    store.attach_flow_run(sync_id, str(flow_run.id))
-    return sync_id, str(flow_run.id)
+    store.runs.attach_flow_run(run.sync_id, str(flow_run.id))
+    return run.sync_id, str(flow_run.id)
 
 
-@flow(name="sync-all-vendors", log_prints=False)
+@flow(name=FAN_OUT_FLOW_NAME, log_prints=False)
 def sync_all_vendors(full: bool = False, max_parallel: int = 4, deployment: str = ON_DEMAND,
                      poll_seconds: float = 2.0) -> dict[str, str]:
     """Sync every vendor that has source data, `max_parallel` at a time; returns each vendor's final state."""
@@ -79,7 +80,7 @@ def sync_all_vendors(full: bool = False, max_parallel: int = 4, deployment: str 
             for flow_run_id, (vendor_id, sync_id) in list(running.items()):
                 state = client.read_flow_run(UUID(flow_run_id)).state
                 if state is not None and state.is_final():
-                    outcome[vendor_id] = state.name.lower()
+                    outcome[vendor_id] = state.type.value.lower()
                     logger.info("vendor=%s sync=%s finished %s", vendor_id, sync_id, state.name)
                     del running[flow_run_id]
     failed = sorted(vendor for vendor, state in outcome.items() if state not in ("completed",) and

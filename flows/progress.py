@@ -13,17 +13,21 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
-from ledger.sync_run import STEPS, overall_percent
+from ledger.sync_run import PROGRESS_STATS, Progress, RunState, SyncRun, TypeStats, overall_percent, steps
 
-Listener = Callable[[str, dict], None]  # (event name, payload)
+Listener = Callable[[str, dict[str, Any]], None]  # (event name, payload)
 log = logging.getLogger("ledger_sync.progress")
 
 _listeners: list[Listener] = []
 
-PROGRESS = "ledger.sync.progress"
-COMPLETED = "ledger.sync.completed"
-FAILED = "ledger.sync.failed"
+# The Prefect events a sync emits (resource `ledger.vendor.<id>`); the API's bridge forwards them.
+EVENT_PREFIX = "ledger.sync."
+PROGRESS = EVENT_PREFIX + "progress"
+COMPLETED = EVENT_PREFIX + "completed"
+FAILED = EVENT_PREFIX + "failed"
+VENDOR_RESOURCE = "ledger.vendor."
 
 
 def add_listener(listener: Listener) -> None:
@@ -35,7 +39,7 @@ def remove_listener(listener: Listener) -> None:
         _listeners.remove(listener)
 
 
-def publish(event: str, payload: dict) -> None:
+def publish(event: str, payload: dict[str, Any]) -> None:
     """Hand an event to every listener; a failing listener never fails the sync.
 
     `emittedAt` (epoch seconds) lets a watcher measure how late an update reaches it."""
@@ -43,20 +47,34 @@ def publish(event: str, payload: dict) -> None:
     for listener in list(_listeners):
         try:
             listener(event, payload)
-        except Exception:  # noqa: BLE001 - progress is best effort by design
+        except Exception:
             log.warning("progress listener failed for %s", payload.get("syncId"), exc_info=True)
 
 
-def prefect_event_listener(event: str, payload: dict) -> None:
+def prefect_event_listener(event: str, payload: dict[str, Any]) -> None:
     from prefect.events import emit_event
 
-    emit_event(event=event, resource={"prefect.resource.id": f"ledger.vendor.{payload['vendorId']}",
+    emit_event(event=event, resource={"prefect.resource.id": f"{VENDOR_RESOURCE}{payload['vendorId']}",
                                       "ledger.sync-id": payload["syncId"]}, payload=payload)
 
 
-def public(snapshot: dict) -> dict:
-    """The part of a snapshot kept on the run record (sync-status)."""
-    return {k: snapshot[k] for k in ("step", "stepIndex", "stepsTotal", "percent", "processed", "total", "message")}
+def progress_at(step: str, processed: int, total: int, message: str) -> Progress:
+    fraction = processed / total if total else (1.0 if step == steps()[-1] else 0.0)
+    return Progress(step=step, step_index=steps().index(step), steps_total=len(steps()),
+                    percent=overall_percent(step, fraction), processed=processed, total=total, message=message)
+
+
+def progress_event(sync_id: str, vendor_id: str, state: RunState | str, progress: Progress,
+                   stats: TypeStats) -> dict[str, Any]:
+    """The `sync_progress` payload (SPEC §6)."""
+    counts = stats.model_dump()
+    return {"syncId": sync_id, "vendorId": vendor_id, "state": str(state), **progress.model_dump(by_alias=True),
+            "stats": {name: counts[name] for name in PROGRESS_STATS}}
+
+
+def run_progress_event(run: SyncRun) -> dict[str, Any]:
+    """Where a run stands, from its record (the first event a room hears of a queued run)."""
+    return progress_event(run.sync_id, run.vendor_id, run.state, run.progress, run.sync_stats.total)
 
 
 class ProgressReporter:
@@ -67,22 +85,15 @@ class ProgressReporter:
         self.heartbeat_seconds = heartbeat_seconds
         self._last_sent = 0.0
         self._last_step: str | None = None
-        self._latest: dict | None = None
+        self._latest: dict[str, Any] | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def snapshot(self, step: str, processed: int, total: int, stats: dict, message: str, state: str = "running") -> dict:
-        fraction = processed / total if total else (1.0 if step == "complete" else 0.0)
-        return {
-            "syncId": self.sync_id, "vendorId": self.vendor_id, "state": state, "step": step,
-            "stepIndex": STEPS.index(step), "stepsTotal": len(STEPS), "percent": overall_percent(step, fraction),
-            "processed": processed, "total": total,
-            "stats": {k: stats.get(k, 0) for k in ("synced", "skipped", "reversed", "errors")},
-            "message": message,
-        }
+    def event(self, progress: Progress, stats: TypeStats) -> dict[str, Any]:
+        return progress_event(self.sync_id, self.vendor_id, RunState.RUNNING, progress, stats)
 
-    def update(self, snapshot: dict, force: bool = False) -> None:
+    def update(self, snapshot: dict[str, Any], force: bool = False) -> None:
         with self._lock:
             if self._latest is not None and snapshot["percent"] < self._latest["percent"]:
                 snapshot = {**snapshot, "percent": self._latest["percent"]}  # watchers never see progress go back
@@ -100,7 +111,7 @@ class ProgressReporter:
         self._thread.start()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self._stop.set()
         if self._thread:
             self._thread.join(timeout=2)

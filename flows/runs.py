@@ -1,4 +1,4 @@
-"""Sync-run records: opening one per vendor at a time, resuming, finishing, and
+"""Sync-run records: opening one per vendor at a time, resuming, closing, and
 the public view of a run that the CLI, the API and the UI all show."""
 
 from __future__ import annotations
@@ -6,167 +6,139 @@ from __future__ import annotations
 import logging
 import threading
 from datetime import datetime, timedelta
+from typing import Any
 
-from ledger.sources import SYNC_TYPES
-from ledger.store import LedgerStore, SyncAlreadyRunning, utc_now
-from ledger.sync_run import ALL_TYPES, STEPS, SyncParameters, SyncStats
+from ledger.clock import iso, utc_now
+from ledger.kinds import kinds
+from ledger.store import RunGuard, Store
+from ledger.sync_run import RunState, SyncParameters, SyncRun, SyncStats, step_label, steps
 
-RESUMABLE_STATES = ("failed", "crashed", "cancelled")
 log = logging.getLogger("ledger_sync.runs")
-
-
-VENDOR_TAG = "ledger-vendor:"
-SYNC_TAG = "ledger-sync:"
-
-
-def run_tags(vendor_id: str, sync_id: str) -> list[str]:
-    """Tags on a sync's flow run: how the Prefect UI filters by vendor and the API maps runs back."""
-    return ["ledger-sync", f"{VENDOR_TAG}{vendor_id}", f"{SYNC_TAG}{sync_id}"]
 
 
 def new_sync_id(vendor_id: str, now: datetime) -> str:
     return f"sync_{vendor_id}_{int(now.timestamp() * 1000)}"
 
 
-def open_run(store: LedgerStore, vendor_id: str, parameters: SyncParameters, overlap_seconds: int,
-             stale_after_seconds: int, state: str = "queued") -> dict:
+def open_run(store: Store, vendor_id: str, parameters: SyncParameters, overlap_seconds: int,
+             stale_after_seconds: int, state: RunState = RunState.QUEUED) -> SyncRun:
     """Create the run record, claiming the vendor's single active slot.
 
     Raises `SyncAlreadyRunning` with the running one's id. A run whose heartbeat
     stopped is marked crashed first, so a dead process never blocks a vendor.
     """
-    mark_stale_runs(store, stale_after_seconds, vendor_id=vendor_id)
+    crash_stale_runs(store, stale_after_seconds, vendor_id=vendor_id)
     now = utc_now()
-    since, recheck = {}, {}
-    for sync_type in ALL_TYPES:
-        previous = None if parameters.full else store.last_covering_run(vendor_id, sync_type)
-        since[sync_type] = previous["startedAt"] - timedelta(seconds=overlap_seconds) if previous else None
+    since: dict[str, datetime | None] = {}
+    recheck: dict[str, list[Any]] = {}
+    for kind in kinds():
+        previous = None if parameters.full else store.runs.last_covering(vendor_id, kind.step)
+        started = previous.started_at if previous else None
+        since[kind.step] = started - timedelta(seconds=overlap_seconds) if started else None
         # Documents it rejected are read again until fixed, so their errors stay in view.
-        recheck[sync_type] = store.rejected_source_ids(previous["syncId"], SYNC_TYPES[sync_type]) if previous else []
-    run = {
-        "syncId": new_sync_id(vendor_id, now), "vendorId": vendor_id, "state": state,
-        "parameters": parameters.as_document(), "since": since, "recheck": recheck,
-        "steps": {step: {"state": "pending" if _selected(step, parameters) else "skipped", "processed": 0, "total": 0}
-                  for step in STEPS},
-        "stats": SyncStats().as_document(), "errorsCount": 0, "error": None,
-        "progress": {"step": STEPS[0], "stepIndex": 0, "stepsTotal": len(STEPS), "percent": 0.0, "processed": 0,
-                     "total": 0, "message": "Queued"},
-        "startedAt": now, "heartbeatAt": now, "endedAt": None, "flowRunId": None, "attempts": 1,
-        "runNumber": store.next_run_number(vendor_id),
-    }
-    return store.create_run(run)
+        recheck[kind.step] = store.rejections.source_ids(previous.sync_id, kind.type) if previous else []
+    run = SyncRun.new(new_sync_id(vendor_id, now), vendor_id, parameters, since, recheck,
+                      store.vendors.next_run_number(vendor_id), now, state=state)
+    return store.runs.create(run)
 
 
-def mark_stale_runs(store: LedgerStore, stale_after_seconds: int, vendor_id: str | None = None) -> list[str]:
-    """Runs whose process stopped sending heartbeats are crashed (and resumable); their ids."""
-    return [run["syncId"] for run in crash_stale_runs(store, stale_after_seconds, vendor_id)]
-
-
-def crash_stale_runs(store: LedgerStore, stale_after_seconds: int, vendor_id: str | None = None) -> list[dict]:
+def crash_stale_runs(store: Store, stale_after_seconds: int, vendor_id: str | None = None) -> list[SyncRun]:
     """Mark crashed every active run without a heartbeat for `stale_after_seconds`; the records
     this call settled (several callers may race: each run is settled, and returned, once)."""
     cutoff = utc_now() - timedelta(seconds=stale_after_seconds)
     crashed = []
-    for run in store.stale_runs(cutoff):
-        if vendor_id is not None and run["vendorId"] != vendor_id:
+    for run in store.runs.stale(cutoff):
+        if vendor_id is not None and run.vendor_id != vendor_id:
             continue
-        ended = utc_now()
-        changes = {"state": "crashed", "endedAt": ended,
-                   "error": "The sync stopped responding (its process died). Resume it to continue."}
-        started = run.get("startedAt")
-        if started is not None:
-            changes["durationMs"] = int((ended - (started if started.tzinfo else started.replace(tzinfo=ended.tzinfo)))
-                                        .total_seconds() * 1000)
-        for name, step in (run.get("steps") or {}).items():
-            if step.get("state") == "running":
-                changes[f"steps.{name}.state"] = "failed"
-        settled = store.finish_stale_run(run["_id"], cutoff, changes)
+        closed = run.closed(RunState.CRASHED, "The sync stopped responding (its process died). Resume it to "
+                                              "continue.", utc_now())
+        settled = store.runs.close(closed, heartbeat_before=cutoff)
         if settled is not None:
-            log.warning("sync %s of vendor %s had no heartbeat since %s: marked crashed", run["_id"], run["vendorId"],
-                        run.get("heartbeatAt"))
+            log.warning("sync %s of vendor %s had no heartbeat since %s: marked crashed", run.sync_id, run.vendor_id,
+                        run.heartbeat_at)
             crashed.append(settled)
     return crashed
 
 
+def mark_stale_runs(store: Store, stale_after_seconds: int, vendor_id: str | None = None) -> list[str]:
+    """Runs whose process stopped sending heartbeats are crashed (and resumable); their ids."""
+    return [run.sync_id for run in crash_stale_runs(store, stale_after_seconds, vendor_id)]
+
+
+def reopen_for_resume(store: Store, sync_id: str, vendor_id: str) -> SyncRun:
+    """Make an interrupted run active again; its checkpoints stay, so it continues where it stopped.
+    Of several resumes of one attempt at once, exactly one wins."""
+    run = store.runs.get(sync_id, vendor_id)
+    if run is None:
+        raise LookupError(f"no sync {sync_id}")
+    if not run.resumable:
+        raise ValueError(f"sync {sync_id} is {run.state}; only a failed, crashed or cancelled sync can be resumed")
+    reopened = store.runs.reopen(sync_id, vendor_id, run.attempts, store.vendors.next_run_number(vendor_id),
+                                 utc_now())
+    if reopened is None:
+        raise ValueError(f"sync {sync_id} is being resumed already")
+    return reopened
+
+
 class Heartbeat:
     """Keeps the run's `heartbeatAt` fresh while its process lives, so the stale-run
-    detector tells a crashed run (no heartbeat) from a slow one."""
+    detector tells a crashed run (no heartbeat) from a slow one. Stops beating once
+    the attempt is no longer current (`fenced` is then set)."""
 
-    def __init__(self, store: LedgerStore, sync_id: str, every_seconds: float):
+    def __init__(self, store: Store, guard: RunGuard, every_seconds: float):
         self.store = store
-        self.sync_id = sync_id
+        self.guard = guard
         self.every_seconds = every_seconds
+        self.fenced = threading.Event()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{sync_id}", daemon=True)
+        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{guard.sync_id}", daemon=True)
 
     def __enter__(self) -> Heartbeat:
         self._thread.start()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
 
     def _beat(self) -> None:
         while not self._stop.wait(self.every_seconds):
             try:
-                self.store.runs.update_one({"_id": self.sync_id, "active": True}, {"$set": {"heartbeatAt": utc_now()}})
+                if not self.store.runs.beat(self.guard, utc_now()):
+                    log.warning("sync %s: attempt %d is no longer current; heartbeat stopped", self.guard.sync_id,
+                                self.guard.attempt)
+                    self.fenced.set()
+                    return
             except Exception as error:  # noqa: BLE001 - the steps report database trouble themselves
-                log.warning("heartbeat of %s not recorded: %s", self.sync_id, error)
+                log.warning("heartbeat of %s not recorded: %s", self.guard.sync_id, error)
 
 
-def reopen_for_resume(store: LedgerStore, sync_id: str, vendor_id: str) -> dict:
-    """Make an interrupted run active again; its checkpoints stay, so it continues where it stopped."""
-    run = store.run(sync_id, vendor_id)
-    if run is None:
-        raise LookupError(f"no sync {sync_id}")
-    if run["state"] not in RESUMABLE_STATES:
-        raise ValueError(f"sync {sync_id} is {run['state']}; only a failed, crashed or cancelled sync can be resumed")
-    now = utc_now()
-    return store.reactivate_run(sync_id, {"state": "queued", "error": None, "endedAt": None, "heartbeatAt": now,
-                                          "runNumber": store.next_run_number(vendor_id),
-                                          "cancelRequested": False, "attempts": run.get("attempts", 1) + 1, "flowRunId": None,
-                                          "progress.message": "Queued to resume"})
-
-
-def _selected(step: str, parameters: SyncParameters) -> bool:
-    return step in ("check_existing", "complete") or step in parameters.types
-
-
-def run_view(run: dict) -> dict:
+def run_view(run: SyncRun, now: datetime | None = None) -> dict[str, Any]:
     """The public shape of a run (sync-status, sync-runs, `--json`)."""
-    started, ended = run.get("startedAt"), run.get("endedAt")
-    duration_ms = run.get("durationMs")
-    if duration_ms is None and started is not None:
-        duration_ms = int(((ended or utc_now()) - started).total_seconds() * 1000)
-    steps = []
-    for name in STEPS:
-        step = run.get("steps", {}).get(name, {})
-        steps.append({"name": name, "state": step.get("state", "pending"), "processed": step.get("processed", 0),
-                      "total": step.get("total", 0), "startedAt": _iso(step.get("startedAt")),
-                      "endedAt": _iso(step.get("endedAt")), "durationMs": step.get("durationMs")})
-    scanned = run.get("stats", {}).get("total", {}).get("scanned", 0)
+    duration_ms = run.duration_ms if run.state.finished else run.running_ms(now or utc_now())
+    view_steps = []
+    for name in steps():
+        step = run.step(name)
+        view_steps.append({"name": name, "label": step_label(name), "state": step.state.value,
+                           "processed": step.processed, "total": step.total, "startedAt": iso(step.started_at),
+                           "endedAt": iso(step.ended_at), "durationMs": step.duration_ms})
+    stats = run.sync_stats
     return {
-        "syncId": run["syncId"], "vendorId": run["vendorId"], "state": run["state"],
-        "parameters": run.get("parameters", {}), "progress": run.get("progress"), "steps": steps,
-        "stats": SyncStats.from_document(run.get("stats")).as_document(), "verification": run.get("verification"),
-        "error": run.get("error"), "errorsCount": run.get("errorsCount", 0), "durationMs": duration_ms,
-        "documentsPerSecond": round(scanned * 1000 / duration_ms, 1) if duration_ms else None,
-        "startedAt": _iso(started), "endedAt": _iso(ended), "flowRunId": run.get("flowRunId"),
-        "resumable": run["state"] in RESUMABLE_STATES, "attempts": run.get("attempts", 1),
+        "syncId": run.sync_id, "vendorId": run.vendor_id, "state": run.state.value, "parameters": run.parameters,
+        "progress": run.progress.model_dump(by_alias=True), "steps": view_steps, "stats": stats.as_document(),
+        "verification": run.verification, "error": run.error, "errorsCount": run.errors_count,
+        "durationMs": duration_ms,
+        "documentsPerSecond": round(stats.total.scanned * 1000 / duration_ms, 1) if duration_ms else None,
+        "startedAt": iso(run.started_at), "endedAt": iso(run.ended_at), "flowRunId": run.flow_run_id,
+        "resumable": run.resumable, "attempts": run.attempts,
     }
 
 
-def summary_view(run: dict) -> dict:
+def summary_view(run: SyncRun) -> dict[str, Any]:
     """The `--json` / `sync_complete` shape of SPEC §5."""
     view = run_view(run)
-    return {"syncId": view["syncId"], "vendorId": view["vendorId"], "state": view["state"], "stats": view["stats"],
-            "durationMs": view["durationMs"], "verification": view["verification"], "error": view["error"]}
+    return {key: view[key] for key in ("syncId", "vendorId", "state", "stats", "durationMs", "verification", "error")}
 
 
-def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat() if moment else None
-
-
-__all__ = ["SyncAlreadyRunning", "open_run", "reopen_for_resume", "mark_stale_runs", "crash_stale_runs", "run_view", "summary_view",
-           "new_sync_id", "RESUMABLE_STATES"]
+__all__ = ["SyncStats", "crash_stale_runs", "mark_stale_runs", "new_sync_id", "open_run", "reopen_for_resume",
+           "run_view", "summary_view"]

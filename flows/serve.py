@@ -18,10 +18,7 @@ from __future__ import annotations
 
 import os
 
-DEPLOYMENT_NAME = "on-demand"
-FLOW_NAME = "sync-vendor-ledger"
-FULL_NAME = f"{FLOW_NAME}/{DEPLOYMENT_NAME}"
-SCHEDULED = {"nightly": False, "weekly-full": True}  # deployment name -> full
+from flows.deployments import DEPLOYMENT_NAME, PRODUCT_TAG, SCHEDULED
 
 # Read by Prefect when it is imported: pick a new run up within about a second.
 os.environ.setdefault("PREFECT_RUNNER_POLL_FREQUENCY", "1")
@@ -33,7 +30,7 @@ def build_deployment():
     return sync_vendor_ledger.to_deployment(
         name=DEPLOYMENT_NAME,
         description="Sync one vendor's invoices, payments and expenses into its ledger, on demand (API, UI).",
-        tags=["ledger-sync"],
+        tags=[PRODUCT_TAG],
     )
 
 
@@ -53,7 +50,7 @@ def build_scheduled_deployments() -> list:
     }
     return [
         sync_all_vendors.to_deployment(
-            name=name, description=descriptions[name], tags=["ledger-sync", "scheduled"],
+            name=name, description=descriptions[name], tags=[PRODUCT_TAG, "scheduled"],
             parameters={"full": full}, schedules=[Cron(crons[name], timezone=timezone, active=active)],
             # One run of each at a time: an overlapping or piled-up run is cancelled, not queued.
             concurrency_limit=ConcurrencyLimitConfig(limit=1,

@@ -6,14 +6,21 @@ import json
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ledger.kinds import SourceKind, kinds
 from ledger.store import CollectionNames
 
 
 class NoDatabase(RuntimeError):
     pass
+
+
+def collection_setting(kind: SourceKind) -> str:
+    """The environment variable naming a kind's source collection: `LEDGER_<STEP>_COLLECTION`."""
+    return f"LEDGER_{kind.step.upper()}_COLLECTION"
 
 
 class Settings(BaseSettings):
@@ -23,9 +30,6 @@ class Settings(BaseSettings):
     mongodb_db: str = "ledger_sync"
     ledger_base_currency: str = "INR"
     ledger_collection_prefix: str = "ledger_"
-    ledger_sales_invoices_collection: str = "salesinvoices"
-    ledger_purchase_invoices_collection: str = "purchaseinvoices"
-    ledger_expenses_collection: str = "expenses"
     ledger_vendors_collection: str = "vendors"
     ledger_batch_size: int = 1000
     # Project-local state: the embedded database's data and its address.
@@ -44,13 +48,11 @@ class Settings(BaseSettings):
 
     @property
     def collections(self) -> CollectionNames:
-        return CollectionNames(
-            sales_invoices=self.ledger_sales_invoices_collection,
-            purchase_invoices=self.ledger_purchase_invoices_collection,
-            expenses=self.ledger_expenses_collection,
-            vendors=self.ledger_vendors_collection,
-            ledger_prefix=self.ledger_collection_prefix,
-        )
+        """Each kind's source collection: `LEDGER_<STEP>_COLLECTION`, else the kind's default."""
+        sources = {kind.type: (os.environ.get(collection_setting(kind)) or "").strip() or kind.collection
+                   for kind in kinds()}
+        return CollectionNames(sources=sources, vendors=self.ledger_vendors_collection,
+                               ledger_prefix=self.ledger_collection_prefix)
 
     @property
     def embedded_state_file(self) -> Path:
@@ -63,16 +65,16 @@ class Settings(BaseSettings):
         state = read_embedded_state(self.embedded_state_file)
         if state is None:
             raise NoDatabase("no database: set MONGODB_URI, or start the embedded one with `ledger-sync up`")
-        return state["uri"]
+        return str(state["uri"])
 
 
-def read_embedded_state(path: Path) -> dict | None:
+def read_embedded_state(path: Path) -> dict[str, Any] | None:
     try:
         state = json.loads(path.read_text())
         os.kill(int(state["pid"]), 0)
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    return state
+    return state if isinstance(state, dict) else None
 
 
 @lru_cache

@@ -77,5 +77,6 @@ def account_for(key: str) -> Account:
         return STANDARD_ACCOUNTS[key]
     if key.startswith(EXPENSES_PREFIX):
         slug = key[len(EXPENSES_PREFIX):]
-        return Account(key=key, code="6000", name="Expenses: " + slug.replace("-", " ").title(), type=AccountType.EXPENSE)
+        return Account(key=key, code="6000", name="Expenses: " + slug.replace("-", " ").title(),
+                       type=AccountType.EXPENSE)
     raise KeyError(f"unknown account {key!r}")

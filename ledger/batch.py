@@ -10,17 +10,15 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
-from ledger.accounts import ACCOUNTS_PAYABLE, ACCOUNTS_RECEIVABLE
 from ledger.entries import ZERO, JournalEntry
 from ledger.ids import id_key
+from ledger.kinds import Side, SourceKind
 from ledger.parsing import InvalidValue, to_utc_datetime
-from ledger.posting import drafts_for
 from ledger.reconcile import Plan, plan_document
-from ledger.sources import Rejection, SourceType
+from ledger.sources import Rejection, Withdrawn
 from ledger.sync_run import SyncParameters, TypeStats
-from ledger.validation import read_source
-from ledger.verification import open_amount
 
 
 @dataclass
@@ -31,8 +29,8 @@ class BatchPlan:
     earlier: dict[str, list[JournalEntry]] = field(default_factory=dict)
     rejections: list[Rejection] = field(default_factory=list)
     scanned: int = 0
-    # What the batch's documents leave open on their control account (receivable
-    # for sales, payable otherwise); a rejected document counts as the ledger holds it.
+    # What the batch's documents leave open on their kind's control account; a rejected
+    # document counts as the ledger holds it.
     open_amount: Decimal = ZERO
     # How much the sync moves that control account for these documents: what they leave
     # open after it less what the ledger held for them without this sync's own entries.
@@ -59,20 +57,14 @@ class BatchPlan:
         return stats
 
 
-def control_account(source_type: SourceType) -> str:
-    return ACCOUNTS_RECEIVABLE if source_type is SourceType.SALES_INVOICE else ACCOUNTS_PAYABLE
+def control_balance(entries: list[JournalEntry], side: Side) -> Decimal:
+    """What these entries leave open on a side's control account."""
+    account = side.control_account
+    return side.open_balance(sum((line.debit - line.credit for entry in entries for line in entry.lines
+                                  if line.account == account), ZERO))
 
 
-def control_balance(entries: list[JournalEntry], source_type: SourceType) -> Decimal:
-    """What these entries leave open on the document type's control account
-    (a debit balance for receivables, a credit balance for payables)."""
-    account = control_account(source_type)
-    balance = sum((line.debit - line.credit for entry in entries for line in entry.lines if line.account == account),
-                  ZERO)
-    return balance if account == ACCOUNTS_RECEIVABLE else -balance
-
-
-def plan_batch(source_type: SourceType, raw_documents: list[dict], existing: list[JournalEntry],
+def plan_batch(kind: SourceKind, raw_documents: list[dict[str, Any]], existing: list[JournalEntry],
                parameters: SyncParameters, base_currency: str, sync_time: datetime,
                sync_id: str | None = None) -> BatchPlan:
     """Validate, post and reconcile every document of a batch against the existing entries
@@ -80,53 +72,50 @@ def plan_batch(source_type: SourceType, raw_documents: list[dict], existing: lis
     existing_by_source = _by_source(existing)
     batch = BatchPlan()
     for raw in raw_documents:
-        if not _in_date_range(source_type, raw, parameters):
+        if not _in_date_range(kind, raw, parameters):
             continue  # an ISO-string date the server could not filter on
-        document = read_source(source_type, raw, base_currency)
+        document = kind.read(raw, base_currency)
         batch.scanned += 1
         key = id_key(document.id)
         held = existing_by_source.get(key, [])
-        before = control_balance([entry for entry in held if sync_id is None or entry.sync_id != sync_id],
-                                 source_type)
+        before = control_balance([entry for entry in held if sync_id is None or entry.sync_id != sync_id], kind.side)
         if isinstance(document, Rejection):
             batch.rejections.append(document)
-            after = control_balance(held, source_type)
-            batch.open_amount += after
-            batch.open_change += after - before
-            continue
-        batch.open_amount += open_amount(document)
-        batch.open_change += open_amount(document) - before
-        if sync_id is not None:
-            batch.earlier[key] = [entry for entry in existing_by_source.get(key, ()) if entry.sync_id == sync_id]
-        batch.plans[key] = plan_document(drafts_for(document), existing_by_source.get(key, ()),
-                                         reversal_date=document.updated_at or sync_time)
+            after = control_balance(held, kind.side)
+        else:
+            after = ZERO if isinstance(document, Withdrawn) else kind.open_amount(document)
+            if sync_id is not None:
+                batch.earlier[key] = [entry for entry in held if entry.sync_id == sync_id]
+            drafts = [] if isinstance(document, Withdrawn) else kind.drafts_of(document)
+            batch.plans[key] = plan_document(drafts, held, reversal_date=document.updated_at or sync_time)
+        batch.open_amount += after
+        batch.open_change += after - before
     return batch
 
 
-def _in_date_range(source_type: SourceType, raw: dict, parameters: SyncParameters) -> bool:
+def _in_date_range(kind: SourceKind, raw: dict[str, Any], parameters: SyncParameters) -> bool:
     """Whether a document is in the run's date range by its own date, whatever that date's
     BSON type and whether the document is valid or posts at all (a void or invalid
     document outside the range is no more read than a posting one). A date that cannot
     be read is let through, for validation to report."""
     if parameters.covers_everything:
         return True
-    field = "date" if source_type is SourceType.EXPENSE else "invoiceDate"
     try:
-        return parameters.includes(to_utc_datetime(raw.get(field)))
+        return parameters.includes(to_utc_datetime(raw.get(kind.date_field)))
     except InvalidValue:
         return True
 
 
-def removed_source_entries(existing: list[JournalEntry], present_ids: list) -> list[JournalEntry]:
+def removed_source_entries(existing: list[JournalEntry], present_ids: list[Any]) -> list[JournalEntry]:
     """The entries of documents the ledger knows but the source batch no longer has."""
     present = {id_key(source_id) for source_id in present_ids}
     return [entry for entry in existing if id_key(entry.source.id) not in present]
 
 
-def removal_change(removed: list[JournalEntry], source_type: SourceType, sync_id: str) -> Decimal:
+def removal_change(removed: list[JournalEntry], side: Side, sync_id: str) -> Decimal:
     """How much reversing documents gone from the source moves their control account: all
     they held without this sync's own entries goes (what it already reversed is its own)."""
-    return -control_balance([entry for entry in removed if entry.sync_id != sync_id], source_type)
+    return -control_balance([entry for entry in removed if entry.sync_id != sync_id], side)
 
 
 def plan_removed_sources(existing: list[JournalEntry], sync_time: datetime) -> list[JournalEntry]:

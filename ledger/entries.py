@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from ledger.ids import unit_key
-from ledger.sources import SourceType
+from ledger.sources import Party
 
 ZERO = Decimal("0.00")
 
@@ -33,19 +33,23 @@ class Line(BaseModel):
 
 
 class SourceRef(BaseModel):
-    """Ties an entry to what it was posted from: vendor, type and `_id`, never the number."""
+    """Ties an entry to what it was posted from: vendor, type and `_id`, never the number.
+
+    `party` (customer, supplier, expense category) is what the reports group by; it
+    is not posting-relevant."""
 
     model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
 
-    type: SourceType
+    type: str
     id: Any
     number: str | None = None
     payment_id: Any = None
     document_date: datetime | None = None
+    party: Party | None = None
 
 
 def unit_of(vendor_id: str, source: SourceRef) -> str:
-    return unit_key(vendor_id, source.type.value, source.id, source.payment_id)
+    return unit_key(vendor_id, source.type, source.id, source.payment_id)
 
 
 class EntryDraft(BaseModel):
@@ -102,5 +106,3 @@ def fingerprint(date: datetime, lines: tuple[Line, ...]) -> str:
         f"{line.account}:{line.debit}:{line.credit}" for line in lines
     )
     return hashlib.sha1(text.encode()).hexdigest()[:20]
-
-

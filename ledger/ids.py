@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import base64
 import re
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -24,7 +25,7 @@ from bson.binary import Binary
 
 _SAFE = "-_.:@!$&'()*+,;=~ "  # kept as is; `%`, `|`, `/`, `#` (and non-ASCII) are percent-encoded
 _KEY = re.compile(r"([a-z])~(.*)\Z", re.DOTALL)
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def id_key(value: Any) -> str:
@@ -46,7 +47,7 @@ def id_key(value: Any) -> str:
     if isinstance(value, Decimal128):
         return "m~" + str(value)
     if isinstance(value, datetime):
-        moment = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        moment = value if value.tzinfo else value.replace(tzinfo=UTC)
         return f"d~{(moment - _EPOCH) // _MILLISECOND}"
     if value is None:
         return "n~"
@@ -91,7 +92,7 @@ def _null(payload: str) -> None:
 
 
 _MILLISECOND = _EPOCH.resolution * 1000
-_READERS = {
+_READERS: dict[str, Callable[[str], Any]] = {
     "s": unquote,
     "o": ObjectId,
     "b": _boolean,

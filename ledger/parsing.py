@@ -7,7 +7,7 @@ repr, so 0.1 + 0.2 is 0.30000000000000004, i.e. 0.30, never a binary artefact.
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timezone
+from datetime import UTC, date, datetime, time
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from functools import lru_cache
 
@@ -105,8 +105,8 @@ def to_utc_datetime(value: object) -> datetime:
     # BSON keeps milliseconds: truncate now so a stored date reads back equal.
     moment = moment.replace(microsecond=moment.microsecond // 1000 * 1000)
     if moment.tzinfo is None:
-        return moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc)
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
 
 
 def _preview(value: object) -> str:

@@ -9,7 +9,10 @@ from pydantic import BaseModel, ConfigDict
 
 from ledger.accounts import ACCOUNTS_PAYABLE, ACCOUNTS_RECEIVABLE
 from ledger.entries import ZERO, JournalEntry
-from ledger.sources import Expense, Invoice, Rejection, SourceDocument
+
+
+class LedgerInconsistent(Exception):
+    """The books fail verification: never retried; the sync fails with the reason."""
 
 
 class Balances(BaseModel):
@@ -120,16 +123,6 @@ def verify(balances: Balances, unbalanced_entries: int, open_receivables: Decima
         receivables=BalanceCheck(ledger=balances.balance(ACCOUNTS_RECEIVABLE), documents=open_receivables),
         payables=BalanceCheck(ledger=-balances.balance(ACCOUNTS_PAYABLE), documents=open_payables),
     )
-
-
-def open_amount(document: SourceDocument | Rejection) -> Decimal:
-    """What a document leaves open on its control account: an invoice's total less
-    its payments, an unpaid expense's amount plus tax; nothing otherwise."""
-    if isinstance(document, Invoice):
-        return document.total - sum((payment.amount for payment in document.payments), ZERO)
-    if isinstance(document, Expense) and not document.paid:
-        return document.amount + document.tax_amount
-    return ZERO
 
 
 def describe_differences(held: Balances, expected: Balances) -> str:

@@ -8,7 +8,7 @@ tests, worked out by hand from the SPEC §3 table.
 from __future__ import annotations
 
 import copy
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from bson.decimal128 import Decimal128
@@ -17,7 +17,7 @@ D = Decimal
 
 
 def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> datetime:
-    return datetime(year, month, day, hour, minute, second, tzinfo=timezone.utc)
+    return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
 
 
 INVOICE_DATE = utc(2026, 3, 1)
@@ -118,7 +118,7 @@ def assert_balanced(entry: dict) -> None:
 
 def net(store, vendor="v1") -> dict[str, Decimal]:
     """The trial balance: debits − credits per account, zero balances left out."""
-    return store.balances(vendor).net_balances()
+    return store.entries.balances(vendor).net_balances()
 
 
 def assert_books_balance(db, store, vendor="v1") -> None:

@@ -11,6 +11,7 @@ it, so tests/api, tests/browser and any other folder share ONE instance of each 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import socket
@@ -128,7 +129,7 @@ class RunningApi:
         self.server.should_exit = True
         try:
             await asyncio.wait_for(self.task, 10)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self.task.cancel()
 
 
@@ -140,8 +141,8 @@ async def start_api_in_process(settings) -> RunningApi:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", lifespan="on", ws="websockets-sansio", timeout_graceful_shutdown=2,
-                            access_log=False)
+    config = uvicorn.Config(app, log_level="warning", lifespan="on", ws="websockets-sansio",
+                            timeout_graceful_shutdown=2, access_log=False)
     server = uvicorn.Server(config)
     task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
     deadline = time.monotonic() + 20
@@ -233,22 +234,19 @@ class Listener:
                     return event
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise AssertionError(f"timed out; got {[(e[0], e[1].get('step'), e[1].get('state')) for e in self.events]}")
+                seen = [(e[0], e[1].get("step"), e[1].get("state")) for e in self.events]
+                raise AssertionError(f"timed out; got {seen}")
             self._changed.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), remaining)
-            except asyncio.TimeoutError:
-                pass
 
     async def wait_end(self, sync_id: str, timeout: float = 90.0):
         return await self.wait_for(lambda e: e[0] in ("sync_complete", "sync_error") and e[1].get("syncId") == sync_id,
                                    timeout)
 
     async def close(self) -> None:
-        try:
+        with contextlib.suppress(Exception):
             await asyncio.wait_for(self.client.disconnect(), 1.5)
-        except Exception:  # noqa: BLE001
-            pass
 
 
 @pytest.fixture
@@ -275,5 +273,14 @@ def load_demo(mongo, vendor_id: str, documents: int) -> dict:
     return load(mongo, [vendor_id], documents=documents)
 
 
-__all__ = ["SECRET", "token_for", "bearer", "load_demo", "free_port", "spawn", "wait_http", "api_settings",
-           "start_api_in_process"]
+__all__ = [
+    "SECRET",
+    "api_settings",
+    "bearer",
+    "free_port",
+    "load_demo",
+    "spawn",
+    "start_api_in_process",
+    "token_for",
+    "wait_http",
+]

@@ -39,7 +39,8 @@ def test_demo_sync_and_trial_balance_on_the_embedded_database(tmp_path, prefect_
     books = json.loads(balance.stdout)
     amounts = {account: Decimal(value) for account, value in books["balances"].items()}
     assert sum(amounts.values()) == 0 and all(amounts.values())
-    assert Decimal(books["totalDebit"]) == Decimal(books["totalCredit"]) == Decimal(summary["verification"]["totalDebit"])
+    assert Decimal(books["totalDebit"]) == Decimal(books["totalCredit"]) \
+        == Decimal(summary["verification"]["totalDebit"])
     assert amounts["accounts_receivable"] == Decimal(summary["verification"]["receivables"]["documents"])
 
     again = json.loads(ledger_sync("sync", "--vendor", "acme", "--json").stdout)

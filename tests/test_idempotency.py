@@ -10,7 +10,9 @@ import pytest
 from pymongo.errors import AutoReconnect, DuplicateKeyError
 
 from flows.settings import get_settings
-from ledger.store import LedgerStore, SyncAlreadyRunning
+from ledger.store import SyncAlreadyRunning
+from ledger.store.entries import EntryStore
+from ledger.store.runs import RunRepository
 from tests.factories import D, assert_books_balance, entries, expense, insert, net, payment, purchase, sales, stats
 
 
@@ -82,13 +84,13 @@ def test_two_syncs_of_one_vendor_started_at_once_never_post_twice(db, store, syn
     load_books(db)
     if claim_together:  # both reach the database's one-active-run check at the same instant
         meet = threading.Barrier(2)
-        original = LedgerStore.create_run
+        original = RunRepository.create
 
         def create_run_together(self, run):
             meet.wait(timeout=60)
             return original(self, run)
 
-        monkeypatch.setattr(LedgerStore, "create_run", create_run_together)
+        monkeypatch.setattr(RunRepository, "create", create_run_together)
     outcomes = _run_at_once(lambda: sync("v1", full=True), lambda: sync("v1", full=True))
 
     completed = [o for o in outcomes if isinstance(o, dict)]
@@ -101,7 +103,7 @@ def test_two_syncs_of_one_vendor_started_at_once_never_post_twice(db, store, syn
         assert refusal.sync_id == completed[0]["syncId"]
     assert sum(stats(summary)["synced"] for summary in completed) == EXPECTED_ENTRIES
     assert_no_duplicates(db, store)
-    assert store.running_run("v1") is None
+    assert store.runs.running("v1") is None
     assert db.ledger_sync_runs.count_documents({"vendorId": "v1"}) == len(completed)
 
 
@@ -112,16 +114,16 @@ def test_one_run_picked_up_twice_at_once_never_posts_twice(db, store, sync):
 
     load_books(db)
     run = open_run(store, "v1", SyncParameters(full=True), 0, 60)
-    outcomes = _run_at_once(lambda: sync("v1", sync_id=run["syncId"]), lambda: sync("v1", sync_id=run["syncId"]))
+    outcomes = _run_at_once(lambda: sync("v1", sync_id=run.sync_id), lambda: sync("v1", sync_id=run.sync_id))
     assert any(isinstance(o, dict) for o in outcomes), outcomes
     assert_no_duplicates(db, store)
-    assert len(entries(db, syncId=run["syncId"])) == EXPECTED_ENTRIES
+    assert len(entries(db, syncId=run.sync_id)) == EXPECTED_ENTRIES
 
 
 def test_a_second_trigger_while_one_runs_gets_the_running_sync_id(db, store, sync, monkeypatch):
     load_books(db)
     refusals = []
-    original = LedgerStore.insert_entries
+    original = EntryStore.insert
 
     def insert_then_trigger_again(self, *args, **kwargs):
         result = original(self, *args, **kwargs)
@@ -131,18 +133,18 @@ def test_a_second_trigger_while_one_runs_gets_the_running_sync_id(db, store, syn
             refusals.append(refused.value.sync_id)
         return result
 
-    monkeypatch.setattr(LedgerStore, "insert_entries", insert_then_trigger_again)
+    monkeypatch.setattr(EntryStore, "insert", insert_then_trigger_again)
     summary = sync("v1")
     assert refusals == [summary["syncId"]]
     assert summary["state"] == "completed"
     assert_no_duplicates(db, store)
 
 
-def _fail_once_after(monkeypatch, method: str, is_target) -> dict:
-    """Make `LedgerStore.<method>` raise AutoReconnect once, right after the server applied it
+def _fail_once_after(monkeypatch, owner: type, method: str, is_target) -> dict:
+    """Make `owner.<method>` raise AutoReconnect once, right after the server applied it
     (`after=True`) — the connection dropped before the reply came back."""
     calls = {"failed": 0}
-    original = getattr(LedgerStore, method)
+    original = getattr(owner, method)
 
     def flaky(self, *args, **kwargs):
         result = original(self, *args, **kwargs)
@@ -151,20 +153,20 @@ def _fail_once_after(monkeypatch, method: str, is_target) -> dict:
             raise AutoReconnect("connection reset after the write was applied")
         return result
 
-    monkeypatch.setattr(LedgerStore, method, flaky)
+    monkeypatch.setattr(owner, method, flaky)
     return calls
 
 
 def _first_sales_batch(entries_, *rest) -> bool:
     entries_ = list(entries_)
-    return bool(entries_) and entries_[0].source.type.value == "sales_invoice"
+    return bool(entries_) and entries_[0].source.type == "sales_invoice"
 
 
 def test_a_batch_written_but_not_checkpointed_is_retried_without_duplicates(db, store, sync, monkeypatch):
     """Entries written, then the connection drops: Prefect retries the step, which
     re-reads the batch from the last checkpoint and finds everything already posted."""
     load_books(db)
-    calls = _fail_once_after(monkeypatch, "insert_entries", _first_sales_batch)
+    calls = _fail_once_after(monkeypatch, EntryStore, "insert", _first_sales_batch)
     summary = sync("v1")
 
     assert calls["failed"] == 1
@@ -181,7 +183,7 @@ def test_a_batch_written_but_not_checkpointed_is_retried_without_duplicates(db, 
 
 def test_a_retried_batch_still_counts_the_entries_its_first_attempt_posted(db, store, sync, monkeypatch):
     load_books(db)
-    _fail_once_after(monkeypatch, "insert_entries", _first_sales_batch)
+    _fail_once_after(monkeypatch, EntryStore, "insert", _first_sales_batch)
     summary = sync("v1")
     # Every entry this sync wrote is counted once as posted, whichever attempt wrote it.
     assert stats(summary)["synced"] == len(entries(db, syncId=summary["syncId"])) == EXPECTED_ENTRIES
@@ -190,8 +192,8 @@ def test_a_retried_batch_still_counts_the_entries_its_first_attempt_posted(db, s
 
 def test_a_checkpoint_whose_reply_was_lost_is_retried_without_duplicates(db, store, sync, monkeypatch):
     load_books(db)
-    calls = _fail_once_after(monkeypatch, "update_run",
-                             lambda sync_id, changes, *rest: "steps.sales_invoices.lastId" in changes)
+    calls = _fail_once_after(monkeypatch, RunRepository, "update",
+                             lambda guard, changes, *rest: "steps.sales_invoices.lastId" in changes)
     summary = sync("v1")
     assert calls["failed"] == 1
     assert _task_run_attempts(summary, "sales_invoices") == 2
@@ -216,7 +218,7 @@ def _flow_run_id_of(summary):
 
     from flows.database import get_store
 
-    return UUID(get_store().run(summary["syncId"])["flowRunId"])
+    return UUID(get_store().runs.get(summary["syncId"]).flow_run_id)
 
 
 def test_retries_only_on_transient_errors_not_on_bad_data(db, store, sync, monkeypatch):
@@ -228,13 +230,13 @@ def test_retries_only_on_transient_errors_not_on_bad_data(db, store, sync, monke
         calls["n"] += 1
         raise ValueError("not a database problem")
 
-    monkeypatch.setattr(LedgerStore, "insert_entries", broken)
-    with pytest.raises(Exception):
+    monkeypatch.setattr(EntryStore, "insert", broken)
+    with pytest.raises(ValueError, match="not a database problem"):
         sync("v1")
     assert calls["n"] == 1
-    run = store.runs.find_one({"vendorId": "v1"})
+    run = db.ledger_sync_runs.find_one({"vendorId": "v1"})
     assert run["state"] == "failed" and "not a database problem" in run["error"]
-    assert store.running_run("v1") is None  # the vendor is not blocked
+    assert store.runs.running("v1") is None  # the vendor is not blocked
 
 
 def test_entry_ids_are_unique_in_the_database(db, store, sync):
@@ -253,16 +255,16 @@ def test_entry_ids_are_unique_in_the_database(db, store, sync):
 def test_writing_a_planned_batch_twice_is_a_no_op(db, store):
     """Two writers reaching the same decision collide on the deterministic ids."""
     from ledger.batch import plan_batch
-    from ledger.sources import SourceType
-    from ledger.store import utc_now
+    from ledger.clock import utc_now
+    from ledger.kinds import by_type
     from ledger.sync_run import SyncParameters
 
     documents = [sales("S1", subtotal="100.00", payments=[payment("P1", "40.00")]), sales("S2", subtotal="5.00")]
-    plans = [plan_batch(SourceType.SALES_INVOICE, copy.deepcopy(documents), [], SyncParameters(), "INR", utc_now())
+    plans = [plan_batch(by_type("sales_invoice"), copy.deepcopy(documents), [], SyncParameters(), "INR", utc_now())
              for _ in range(2)]
     assert [e.id for e in plans[0].entries] == [e.id for e in plans[1].entries]
-    first = store.insert_entries(plans[0].entries, "sync-a", utc_now())
-    second = store.insert_entries(plans[1].entries, "sync-b", utc_now())
+    first = store.entries.insert(plans[0].entries, "sync-a", utc_now())
+    second = store.entries.insert(plans[1].entries, "sync-b", utc_now())
     assert first.inserted_postings == 3 and first.duplicates == 0
     assert second.inserted_postings == 0 and second.duplicates == 3 and not second.inserted_ids
     assert {e["syncId"] for e in entries(db)} == {"sync-a"}
@@ -270,13 +272,19 @@ def test_writing_a_planned_batch_twice_is_a_no_op(db, store):
 
 
 def test_one_active_run_per_vendor_is_enforced_by_the_database(db, store):
-    store.create_run({"syncId": "sync_v1_1", "vendorId": "v1", "state": "running", "startedAt": None})
+    from ledger.clock import utc_now
+    from ledger.sync_run import RunState, SyncRun
+
+    def running(sync_id: str, vendor_id: str) -> SyncRun:
+        return SyncRun(sync_id=sync_id, vendor_id=vendor_id, state=RunState.RUNNING, started_at=utc_now(), active=True)
+
+    first = store.runs.create(running("sync_v1_1", "v1"))
     with pytest.raises(SyncAlreadyRunning) as refused:
-        store.create_run({"syncId": "sync_v1_2", "vendorId": "v1", "state": "running", "startedAt": None})
+        store.runs.create(running("sync_v1_2", "v1"))
     assert refused.value.sync_id == "sync_v1_1"
     with pytest.raises(DuplicateKeyError):  # even bypassing the store's own check
-        store.runs.insert_one({"_id": "sync_v1_3", "syncId": "sync_v1_3", "vendorId": "v1", "active": True})
-    store.create_run({"syncId": "sync_v2_1", "vendorId": "v2", "state": "running", "startedAt": None})
-    store.finish_run("sync_v1_1", {"state": "completed"})
-    store.create_run({"syncId": "sync_v1_4", "vendorId": "v1", "state": "running", "startedAt": None})
+        db.ledger_sync_runs.insert_one({"_id": "sync_v1_3", "syncId": "sync_v1_3", "vendorId": "v1", "active": True})
+    store.runs.create(running("sync_v2_1", "v2"))
+    assert store.runs.close(first.closed(RunState.COMPLETED, None, utc_now())) is not None
+    store.runs.create(running("sync_v1_4", "v1"))
     assert get_settings().ledger_base_currency  # settings readable alongside: the fixture set them up

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ledger.store import LedgerStore
+from ledger.store.entries import EntryStore
 from tests.factories import D, entries, expense, insert, net, payment, purchase, sales, stats, utc
 
 
 def now_ms() -> datetime:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
@@ -57,7 +57,7 @@ def test_a_document_changed_while_a_sync_runs_is_picked_up_by_the_next(db, store
     assert changed
     assert net(store)["sales"] == D("-600.00")  # the sync read S1 before the edit
 
-    monkeypatch.setattr(LedgerStore, "insert_entries", original)
+    monkeypatch.setattr(EntryStore, "insert", original)
     second = sync("v1")
     assert stats(second) == {"scanned": 1, "synced": 1, "reversed": 1, "skipped": 0, "errors": 0}
     assert net(store)["sales"] == D("-620.00")
@@ -68,15 +68,15 @@ def test_a_failed_sync_does_not_move_the_starting_point(db, store, sync, monkeyp
     load_march(db)
     sync("v1")
     touch(db, "expenses", "E2", amount="25.00")
-    original = LedgerStore.insert_entries
+    original = EntryStore.insert
 
     def fail(self, *args, **kwargs):
         raise ValueError("disk full")
 
-    monkeypatch.setattr(LedgerStore, "insert_entries", fail)
-    with pytest.raises(Exception):
+    monkeypatch.setattr(EntryStore, "insert", fail)
+    with pytest.raises(ValueError, match="disk full"):
         sync("v1")
-    monkeypatch.setattr(LedgerStore, "insert_entries", original)
+    monkeypatch.setattr(EntryStore, "insert", original)
     retried = sync("v1")
     assert stats(retried)["scanned"] == 1 and stats(retried)["synced"] == 1 and stats(retried)["reversed"] == 1
     assert net(store)["expenses:office-rent"] == D("35.00")
@@ -151,9 +151,9 @@ def test_types_filter(db, store, sync):
     assert stats(summary, "sales_invoices") == {"scanned": 0, "synced": 0, "reversed": 0, "skipped": 0, "errors": 0}
     assert stats(summary, "purchase_invoices")["scanned"] == 1 and stats(summary, "expenses")["scanned"] == 2
     assert {e["source"]["type"] for e in entries(db)} == {"purchase_invoice", "expense"}
-    run = store.run(summary["syncId"])
-    assert run["steps"]["sales_invoices"]["state"] == "skipped"
-    assert run["steps"]["expenses"]["state"] == "completed"
+    run = store.runs.get(summary["syncId"])
+    assert run.steps["sales_invoices"].state == "skipped"
+    assert run.steps["expenses"].state == "completed"
 
     sales_only = sync("v1", types=["sales_invoices"])
     assert stats(sales_only)["scanned"] == 3 and stats(sales_only)["synced"] == 4
@@ -202,7 +202,7 @@ def test_documents_created_or_soft_deleted_while_a_sync_runs_are_picked_up_by_th
     assert changed and stats(first, "expenses")["scanned"] == 3 and stats(first, "sales_invoices")["scanned"] == 3
     assert net(store)["sales"] == D("-600.00")
 
-    monkeypatch.setattr(LedgerStore, "insert_entries", original)
+    monkeypatch.setattr(EntryStore, "insert", original)
     second = sync("v1")
     assert stats(second, "sales_invoices") == {"scanned": 2, "synced": 1, "reversed": 1, "skipped": 0, "errors": 0}
     # E3 changed after the first sync started, so it is read again (already posted: skipped); B1, E1, E2 are not.
@@ -222,7 +222,7 @@ def test_a_change_committed_late_is_caught_by_the_overlap(db, store, sync, monke
     try:
         load_march(db)
         first = sync("v1")
-        started = store.run(first["syncId"])["startedAt"]
+        started = store.runs.get(first["syncId"]).started_at
         stamped_before_start = started.replace(microsecond=started.microsecond // 1000 * 1000) - timedelta(seconds=2)
         insert(db, "expenses", expense("E-late", amount="7.00", updatedAt=stamped_before_start))
         second = sync("v1")
@@ -236,16 +236,16 @@ def test_a_change_committed_late_is_caught_by_the_overlap(db, store, sync, monke
 def _edit_meanwhile(monkeypatch, when_writing: str, edit):
     """Run `edit` (the business app changing data) once, while the sync writes its first
     entries of type `when_writing`; returns the real insert and a list that records the edit."""
-    original = LedgerStore.insert_entries
+    original = EntryStore.insert
     changed: list[bool] = []
 
     def insert_and_edit(self, new_entries, *args, **kwargs):
         new_entries = list(new_entries)
         result = original(self, new_entries, *args, **kwargs)
-        if not changed and any(e.source.type.value == when_writing for e in new_entries):
+        if not changed and any(e.source.type == when_writing for e in new_entries):
             edit()
             changed.append(True)
         return result
 
-    monkeypatch.setattr(LedgerStore, "insert_entries", insert_and_edit)
+    monkeypatch.setattr(EntryStore, "insert", insert_and_edit)
     return original, changed

@@ -133,4 +133,4 @@ def test_a_running_sync_of_b_does_not_block_a(db, store, sync):
     open_run(store, B, SyncParameters(), 0, 3600)  # B has a sync in progress
     summary = sync(A)
     assert summary["state"] == "completed"
-    assert store.running_run(B) is not None
+    assert store.runs.running(B) is not None

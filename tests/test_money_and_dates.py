@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
@@ -95,7 +95,7 @@ def test_money_too_large_to_hold_in_cents_is_rejected_not_a_crash(value):
 # ---- dates ---------------------------------------------------------------------
 
 def _utc(*parts) -> datetime:
-    return datetime(*parts, tzinfo=timezone.utc)
+    return datetime(*parts, tzinfo=UTC)
 
 
 @pytest.mark.parametrize("value, expected", [

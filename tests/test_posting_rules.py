@@ -10,8 +10,19 @@ from bson.decimal128 import Decimal128
 
 from ledger.accounts import category_slug, expense_account_key, settlement_account
 from tests.factories import (
-    D, assert_balanced, assert_books_balance, entries, expense, insert, lines_of, net, payment, purchase, sales,
-    stats, utc,
+    D,
+    assert_balanced,
+    assert_books_balance,
+    entries,
+    expense,
+    insert,
+    lines_of,
+    net,
+    payment,
+    purchase,
+    sales,
+    stats,
+    utc,
 )
 
 ZERO = D("0.00")
@@ -28,7 +39,8 @@ def the_entry(db, source_id, payment_id=None, vendor="v1") -> dict:
 
 def test_sales_invoice_with_discount_and_tax(db, store, sync):
     items = [
-        {"description": "Widget", "quantity": 2, "unitPrice": Decimal128("500.00"), "discount": "100.00", "taxRate": 18},
+        {"description": "Widget", "quantity": 2, "unitPrice": Decimal128("500.00"), "discount": "100.00",
+         "taxRate": 18},
         {"description": "Cable", "quantity": 1, "unitPrice": 250, "discount": 0, "taxRate": 18},
     ]
     # subtotal 2×500 + 250 = 1250; discounts 100; tax 18% of 1150 = 207; total 1357
@@ -149,7 +161,7 @@ def test_expenses_paid_by_cash_and_bank_and_unpaid(db, store, sync):
         "cash": D("-17700.00"), "bank": D("-500.00"), "accounts_payable": D("-1416.00"),
     }
     assert stats(summary, "expenses") == {"scanned": 3, "synced": 3, "reversed": 0, "skipped": 0, "errors": 0}
-    chart = {account["key"]: account for account in store.chart("v1")}
+    chart = {account["key"]: account for account in store.accounts.chart("v1")}
     assert chart["expenses:office-rent"]["type"] == "expense"
     assert chart["expenses:repairs-maintenance"]["type"] == "expense"
     assert {chart[k]["type"] for k in ("cash", "bank", "input_tax")} == {"asset"}
@@ -173,7 +185,8 @@ def test_category_slugs(category, key):
 
 def test_same_category_spelled_differently_posts_to_one_account(db, store, sync):
     insert(db, "expenses", expense("E1", amount="100.00", category="Office Rent"),
-           expense("E2", amount="50.00", category="office rent "), expense("E3", amount="25.00", category="OFFICE-RENT"))
+           expense("E2", amount="50.00", category="office rent "),
+           expense("E3", amount="25.00", category="OFFICE-RENT"))
     sync("v1")
     assert net(store) == {"expenses:office-rent": D("175.00"), "bank": D("-175.00")}
 
@@ -199,7 +212,7 @@ def test_round_off_of_at_most_a_cent_both_directions(db, store, sync, kind, tota
         assert lines.pop("purchases") == (D("100.00"), ZERO)
         assert lines.pop("input_tax") == (D("18.00"), ZERO)
     assert lines == {"round_off": round_off}
-    chart = {account["key"]: account for account in store.chart("v1")}
+    chart = {account["key"]: account for account in store.accounts.chart("v1")}
     assert chart["round_off"]["type"] == "expense"
     assert sum(net(store).values()) == 0
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from tests.factories import D, errors, expense, insert, net, sales, stats
 
 
 def test_an_unfixed_rejection_is_reported_by_every_incremental_sync_until_fixed(db, store, sync):
-    long_ago = datetime(2026, 1, 2, tzinfo=timezone.utc)
+    long_ago = datetime(2026, 1, 2, tzinfo=UTC)
     insert(db, "salesinvoices", sales("S1", subtotal="100.00", updatedAt=long_ago),
            sales("BAD", subtotal="50.00", total="999.00", updatedAt=long_ago))
     insert(db, "expenses", expense("E1", amount="20.00", updatedAt=long_ago))

@@ -23,8 +23,8 @@ VENDOR = "resilient"
 
 def ledger_snapshot(db, vendor_id: str) -> list[tuple]:
     """Everything that makes an entry what it is, without when/by which sync it was written."""
-    return sorted((e["_id"], e["date"], e.get("reversalOf"), tuple((l["account"], str(l["debit"]), str(l["credit"]))
-                                                                  for l in e["lines"]))
+    return sorted((e["_id"], e["date"], e.get("reversalOf"), tuple((line["account"], str(line["debit"]),
+                                                                         str(line["credit"])) for line in e["lines"]))
                   for e in db.ledger_entries.find({"vendorId": vendor_id}))
 
 
@@ -54,24 +54,24 @@ def test_kill_minus_nine_mid_batch_then_resume_gives_the_clean_ledger(db, sync, 
     assert killed.returncode == -9, killed.stderr.decode()[-2000:]
 
     store = get_store()
-    run = store.running_run(VENDOR)
-    assert run is not None and run["state"] == "running", "a killed run is still marked running until detected"
-    step = run["steps"]["sales_invoices"]
-    checkpointed = step["processed"]
+    run = store.runs.running(VENDOR)
+    assert run is not None and run.state == "running", "a killed run is still marked running until detected"
+    step = run.steps["sales_invoices"]
+    checkpointed = step.processed
     assert 0 < checkpointed < 170, "the kill came after writing a batch but before its checkpoint"
     written_before_resume = db.ledger_entries.count_documents({"vendorId": VENDOR})
 
     while not mark_stale_runs(store, stale_after_seconds=2, vendor_id=VENDOR):
         assert time.monotonic() - killed_at < 30, "the stale-run detector never marked the run crashed"
         time.sleep(0.2)
-    crashed = store.run(run["syncId"])
-    assert crashed["state"] == "crashed" and "Resume" in crashed["error"]
+    crashed = store.runs.get(run.sync_id)
+    assert crashed.state == "crashed" and "Resume" in crashed.error
 
-    resumed = sync(VENDOR, sync_id=run["syncId"])
-    assert resumed["state"] == "completed" and resumed["syncId"] == run["syncId"]
-    final_step = store.run(run["syncId"])["steps"]["sales_invoices"]
+    resumed = sync(VENDOR, sync_id=run.sync_id)
+    assert resumed["state"] == "completed" and resumed["syncId"] == run.sync_id
+    final_step = store.runs.get(run.sync_id).steps["sales_invoices"]
     total_sales = db.salesinvoices.count_documents({"vendorId": VENDOR})
-    assert final_step["processed"] == total_sales  # continued from the checkpoint, not from scratch
+    assert final_step.processed == total_sales  # continued from the checkpoint, not from scratch
     assert written_before_resume > 0
 
     resumed_snapshot = ledger_snapshot(db, VENDOR)
@@ -115,8 +115,8 @@ def _sync_in_thread(**parameters):
 def _wait_for_progress(store, minimum: int = 40) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        run = store.running_run(VENDOR)
-        if run and run["steps"]["sales_invoices"].get("processed", 0) >= minimum:
+        run = store.runs.running(VENDOR)
+        if run and run.step("sales_invoices").processed >= minimum:
             return
         time.sleep(0.05)
     raise AssertionError("the sync never got going")
@@ -153,9 +153,8 @@ def test_a_long_outage_fails_the_run_with_sync_error_and_resume_completes_it(own
     database = MongoClient(server.uri, tz_aware=True)["faults"]
     load(database, [VENDOR], documents=500)
     # Fewer, shorter retries than production so "longer than the retry window" takes seconds here.
-    for name in ("sales_invoices", "purchase_invoices", "expenses"):
-        monkeypatch.setitem(sync_module.DOCUMENT_STEPS, name,
-                            sync_module.DOCUMENT_STEPS[name].with_options(retries=1, retry_delay_seconds=0.5))
+    monkeypatch.setattr(sync_module, "sync_documents",
+                        sync_module.sync_documents.with_options(retries=1, retry_delay_seconds=0.5))
     events: list[tuple[str, dict]] = []
     listener = lambda event, payload: events.append((event, payload))  # noqa: E731
     progress.add_listener(listener)
@@ -163,7 +162,7 @@ def test_a_long_outage_fails_the_run_with_sync_error_and_resume_completes_it(own
     try:
         thread, outcome = _sync_in_thread()
         _wait_for_progress(store)
-        sync_id = store.running_run(VENDOR)["syncId"]
+        sync_id = store.runs.running(VENDOR).sync_id
         server.stop()
         thread.join(120)
     finally:
@@ -177,8 +176,8 @@ def test_a_long_outage_fails_the_run_with_sync_error_and_resume_completes_it(own
     try:
         reset_clients()
         store = get_store()
-        run = store.run(sync_id)
-        if run.get("active"):  # it could not record its failure while the database was down
+        run = store.runs.get(sync_id)
+        if run.active:  # it could not record its failure while the database was down
             monkeypatch.setenv("LEDGER_STALE_AFTER_SECONDS", "1")
             time.sleep(1.5)
             assert sync_id in mark_stale_runs(store, 1, VENDOR)

@@ -9,20 +9,31 @@ posting of the new state would leave them.
 from __future__ import annotations
 
 import copy
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from bson.decimal128 import Decimal128
 
 from tests.factories import (
-    D, assert_books_balance, entries, expense, insert, lines_of, net, payment, purchase, sales, stats, utc,
+    D,
+    assert_books_balance,
+    entries,
+    expense,
+    insert,
+    lines_of,
+    net,
+    payment,
+    purchase,
+    sales,
+    stats,
+    utc,
 )
 
 SOURCE_COLLECTIONS = ("salesinvoices", "purchaseinvoices", "expenses")
 
 
 def now_ms() -> datetime:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 

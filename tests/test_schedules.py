@@ -68,9 +68,10 @@ def test_prefect_yaml_takes_its_schedules_from_the_build_step():
     assert config["pull"] == [{"prefect.deployments.steps.set_working_directory": {
         "directory": "{{ ledger.project_dir }}"}}]
     deployments = {d["name"]: d for d in config["deployments"]}
-    assert deployments["nightly"]["schedules"] == [{"cron": "{{ ledger.nightly_cron }}",
-                                                   "timezone": "{{ ledger.timezone }}", "active": "{{ ledger.active }}"}]
+    assert deployments["nightly"]["schedules"] == [
+        {"cron": "{{ ledger.nightly_cron }}", "timezone": "{{ ledger.timezone }}", "active": "{{ ledger.active }}"}]
     assert deployments["weekly-full"]["schedules"][0]["cron"] == "{{ ledger.weekly_cron }}"
     assert deployments["nightly"]["parameters"] == {"full": False}
     assert deployments["weekly-full"]["parameters"] == {"full": True}
-    assert {d["entrypoint"] for n, d in deployments.items() if n != "on-demand"} == {"flows/nightly.py:sync_all_vendors"}
+    scheduled = {d["entrypoint"] for n, d in deployments.items() if n != "on-demand"}
+    assert scheduled == {"flows/nightly.py:sync_all_vendors"}

@@ -7,7 +7,7 @@ const VENDOR_KEY = 'ledgerSync.vendor';
 const HISTORY_LIMIT = 20;
 const STATE_TONES = {
   completed: 'ok', running: 'info', queued: 'idle', cancelling: 'warn',
-  cancelled: 'warn', failed: 'bad', crashed: 'bad', interrupted: 'warn',
+  cancelled: 'warn', failed: 'bad', crashed: 'bad',
 };
 
 const $ = (id) => document.getElementById(id);

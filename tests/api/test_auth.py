@@ -129,7 +129,7 @@ async def test_socket_refuses_bad_tokens_with_a_code(api):
     for name, (token, code) in cases.items():
         client = socketio.AsyncClient(reconnection=False)
         refusals = []
-        client.on("connect_error", lambda data: refusals.append(data))
+        client.on("connect_error", refusals.append)
         with pytest.raises(socketio.exceptions.ConnectionError):
             await client.connect(api.url, auth={"token": token} if token else None, transports=["websocket"],
                                  wait_timeout=5)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from bson.decimal128 import Decimal128
 
@@ -62,7 +62,7 @@ async def test_a_failing_flow_ends_with_sync_error(api, http, mongo, listeners, 
     vendor = new_vendor("broken")
     load_demo(mongo, vendor, 20)
     mongo.ledger_entries.insert_one({
-        "_id": f"{vendor}-tampered", "vendorId": vendor, "date": datetime(2026, 1, 5, tzinfo=timezone.utc),
+        "_id": f"{vendor}-tampered", "vendorId": vendor, "date": datetime(2026, 1, 5, tzinfo=UTC),
         "source": {"type": "expense", "id": "x"}, "fingerprint": "tampered", "syncId": "manual",
         "lines": [{"account": "cash", "debit": Decimal128("100.00"), "credit": Decimal128("0")}]})
     room = await listeners(api.url, vendor)

@@ -9,21 +9,19 @@ import time
 import httpx
 
 from ledger.batch import plan_batch
-from ledger.sources import SYNC_TYPES
-from ledger.store import utc_now
+from ledger.clock import utc_now
+from ledger.kinds import kinds
 from ledger.sync_run import SyncParameters
 from ledger.verification import balances_of
 from tests.api.conftest import bearer, load_demo
-
-COLLECTIONS = {"sales_invoices": "salesinvoices", "purchase_invoices": "purchaseinvoices", "expenses": "expenses"}
 
 
 def expected_net_balances(mongo, vendor: str) -> dict[str, str]:
     """A fresh in-memory posting of the vendor's documents, as `/trial-balance` shows it."""
     entries = []
-    for sync_type, source_type in SYNC_TYPES.items():
-        documents = list(mongo[COLLECTIONS[sync_type]].find({"vendorId": vendor}))
-        entries.extend(plan_batch(source_type, documents, [], SyncParameters(), "INR", utc_now()).entries)
+    for kind in kinds():
+        documents = list(mongo[kind.collection].find({"vendorId": vendor}))
+        entries.extend(plan_batch(kind, documents, [], SyncParameters(), "INR", utc_now()).entries)
     return {account: f"{amount:.2f}" for account, amount in balances_of(entries).net_balances().items()}
 
 
@@ -71,11 +69,11 @@ async def test_two_vendors_sync_in_parallel_with_the_right_books(api, mongo, new
         assert [r.status_code for r in responses] == [202, 202], [r.text for r in responses]
         sync_ids = [r.json()["syncId"] for r in responses]
         statuses = await asyncio.gather(*(wait_final(client, vendor, sync_id)
-                                          for vendor, sync_id in zip(vendors, sync_ids)))
+                                          for vendor, sync_id in zip(vendors, sync_ids, strict=False)))
         runs = [mongo.ledger_sync_runs.find_one({"_id": sync_id}) for sync_id in sync_ids]
         # they really ran side by side
         assert runs[0]["startedAt"] < runs[1]["endedAt"] and runs[1]["startedAt"] < runs[0]["endedAt"]
-        for vendor, status in zip(vendors, statuses):
+        for vendor, status in zip(vendors, statuses, strict=False):
             assert status["state"] == "completed" and status["verification"]["ok"], status
             assert status["stats"]["total"]["errors"] == 4  # the demo set's broken documents
             tb = (await client.get("/api/ledger/trial-balance", headers=bearer(vendor))).json()

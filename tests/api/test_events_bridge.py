@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from prefect.events import Event
 
@@ -15,17 +15,19 @@ from tests.api.conftest import bearer, load_demo
 
 
 def ledger_event(name: str, vendor: str, payload: dict, flow_run: str = "fr-1", occurred=None) -> Event:
-    return Event(occurred=occurred or datetime.now(timezone.utc), event=name, id=uuid.uuid4(),
+    return Event(occurred=occurred or datetime.now(UTC), event=name, id=uuid.uuid4(),
                  resource={"prefect.resource.id": f"ledger.vendor.{vendor}", "ledger.sync-id": payload["syncId"]},
                  related=[{"prefect.resource.id": f"prefect.flow-run.{flow_run}", "prefect.resource.role": "flow-run"}],
                  payload=payload)
 
 
 def flow_run_event(state: str, flow_run: str, sync_id: str, vendor: str) -> Event:
-    return Event(occurred=datetime.now(timezone.utc), event=f"prefect.flow-run.{state}", id=uuid.uuid4(),
+    return Event(occurred=datetime.now(UTC), event=f"prefect.flow-run.{state}", id=uuid.uuid4(),
                  resource={"prefect.resource.id": f"prefect.flow-run.{flow_run}"},
-                 related=[{"prefect.resource.id": f"prefect.tag.ledger-sync:{sync_id}", "prefect.resource.role": "tag"},
-                          {"prefect.resource.id": f"prefect.tag.ledger-vendor:{vendor}", "prefect.resource.role": "tag"}],
+                 related=[{"prefect.resource.id": f"prefect.tag.ledger-sync:{sync_id}",
+                           "prefect.resource.role": "tag"},
+                          {"prefect.resource.id": f"prefect.tag.ledger-vendor:{vendor}",
+                           "prefect.resource.role": "tag"}],
                  payload={"validated_state": {"type": state.upper(), "name": state, "message": "process exited -9"}})
 
 
@@ -50,7 +52,7 @@ async def test_duplicates_old_events_backwards_progress_and_late_heartbeats_are_
     await bridge.handle(first)
     await bridge.handle(first)  # replayed on reconnect
     await bridge.handle(ledger_event("ledger.sync.progress", "v1", progress("s1", "v1", 10.0),
-                                     occurred=datetime.now(timezone.utc) - timedelta(minutes=1)))  # before start
+                                     occurred=datetime.now(UTC) - timedelta(minutes=1)))  # before start
     await bridge.handle(ledger_event("ledger.sync.progress", "v1", progress("s1", "v1", 25.0)))  # backwards
     await bridge.handle(ledger_event("ledger.sync.progress", "v1", progress("s1", "v1", 40.0)))
     await bridge.handle(ledger_event("ledger.sync.completed", "v1", {"syncId": "s1", "vendorId": "v1", "stats": {},
@@ -70,24 +72,24 @@ async def test_an_event_whose_payload_names_another_vendor_is_dropped():
 
 
 async def test_a_crashed_flow_run_settles_its_record_once(mongo, new_vendor):
-    from ledger.store import LedgerStore
+    from ledger.store import Store
 
-    store = LedgerStore(mongo)
+    store = Store(mongo)
     store.ensure_indexes()
     vendor = new_vendor("crashy")
     run = open_run(store, vendor, SyncParameters(), 0, 60)
-    store.attach_flow_run(run["syncId"], "fr-9")
+    store.runs.attach_flow_run(run.sync_id, "fr-9")
     bridge, sent = bridge_with(store)
     # a state event of another flow run of the same sync (an older attempt) changes nothing
-    await bridge.handle(flow_run_event("Crashed", "fr-old", run["syncId"], vendor))
-    assert store.run(run["syncId"])["active"] and sent == []
-    await bridge.handle(flow_run_event("Crashed", "fr-9", run["syncId"], vendor))
-    await bridge.handle(flow_run_event("Crashed", "fr-9", run["syncId"], vendor))
-    settled = store.run(run["syncId"])
+    await bridge.handle(flow_run_event("Crashed", "fr-old", run.sync_id, vendor))
+    assert store.runs.get(run.sync_id).active and sent == []
+    await bridge.handle(flow_run_event("Crashed", "fr-9", run.sync_id, vendor))
+    await bridge.handle(flow_run_event("Crashed", "fr-9", run.sync_id, vendor))
+    settled = mongo.ledger_sync_runs.find_one({"_id": run.sync_id})
     assert settled["state"] == "crashed" and "active" not in settled and "Resume" in settled["error"]
     assert [(n, p["state"]) for n, p, _ in sent] == [("sync_error", "crashed")]
     # the flow's own late event for that attempt is not forwarded again
-    await bridge.handle(ledger_event("ledger.sync.failed", vendor, {"syncId": run["syncId"], "vendorId": vendor,
+    await bridge.handle(ledger_event("ledger.sync.failed", vendor, {"syncId": run.sync_id, "vendorId": vendor,
                                                                      "error": "x"}, flow_run="fr-9"))
     assert len(sent) == 1
 

@@ -12,7 +12,7 @@ from datetime import timedelta
 
 import httpx
 
-from ledger.store import utc_now
+from ledger.clock import utc_now
 from tests.api.conftest import api_settings, bearer, load_demo, start_api_in_process
 
 # Seconds without a heartbeat (the flow beats every STALE_AFTER / 4) and between checks. Small here;

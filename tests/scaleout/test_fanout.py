@@ -10,6 +10,7 @@ not asserted): the fan-out's wall time with one worker and with two.
 
 from __future__ import annotations
 
+import itertools
 import os
 import socket
 import subprocess
@@ -24,8 +25,8 @@ from pymongo import MongoClient
 from cli.demo_data import load
 from cli.stack import PROJECT_DIR, QUIET_PREFECT, ManagedProcess, spawn, start_prefect_server
 from ledger.batch import plan_batch
-from ledger.sources import SYNC_TYPES
-from ledger.store import utc_now
+from ledger.clock import utc_now
+from ledger.kinds import kinds
 from ledger.sync_run import SyncParameters
 from ledger.verification import balances_of
 
@@ -100,8 +101,11 @@ def test_prefect_yaml_deploys_the_three_deployments(prefect_on_postgres):
         "weekly-full": "flows/nightly.py:sync_all_vendors"}
     nightly, weekly = deployments["nightly"], deployments["weekly-full"]
     assert nightly.parameters == {"full": False} and weekly.parameters == {"full": True}
-    assert [(s.schedule.cron, s.schedule.timezone, s.active) for s in nightly.schedules] == [("0 2 * * *", "UTC", False)]
-    assert [(s.schedule.cron, s.schedule.timezone, s.active) for s in weekly.schedules] == [("0 3 * * 0", "UTC", False)]
+    def schedules(deployment):
+        return [(s.schedule.cron, s.schedule.timezone, s.active) for s in deployment.schedules]
+
+    assert schedules(nightly) == [("0 2 * * *", "UTC", False)]
+    assert schedules(weekly) == [("0 3 * * 0", "UTC", False)]
     for deployment in deployments.values():
         assert deployment.work_pool_name == POOL
         assert deployment.pull_steps == [{"prefect.deployments.steps.set_working_directory": {
@@ -164,23 +168,23 @@ def _run_nightly(api_url: str, triggers: int = 1) -> tuple[list, float]:
 def _expected_net_balances(database, vendor_id: str) -> dict:
     """A fresh in-memory posting of the vendor's documents (SPEC §3 via the pure domain code)."""
     entries = []
-    for sync_type, source_type in SYNC_TYPES.items():
-        documents = list(database[{"sales_invoices": "salesinvoices", "purchase_invoices": "purchaseinvoices",
-                                   "expenses": "expenses"}[sync_type]].find({"vendorId": vendor_id}))
-        plan = plan_batch(source_type, documents, [], SyncParameters(), "INR", utc_now())
+    for kind in kinds():
+        documents = list(database[kind.collection].find({"vendorId": vendor_id}))
+        plan = plan_batch(kind, documents, [], SyncParameters(), "INR", utc_now())
         entries.extend(plan.entries)
     return balances_of(entries).net_balances()
 
 
-def _check_books_and_runs(mongo_uri: str, database_name: str, vendors: list[str], max_parallel: int) -> tuple[int, float]:
+def _check_books_and_runs(mongo_uri: str, database_name: str, vendors: list[str],
+                          max_parallel: int) -> tuple[int, float]:
     """Returns the peak number of vendors syncing at once and the mean vendor run (record) duration."""
     from flows.database import reset_clients
     from flows.settings import Settings
-    from ledger.store import LedgerStore
+    from ledger.store import Store
 
     with MongoClient(mongo_uri, tz_aware=True) as client:
         database = client[database_name]
-        store = LedgerStore(database, Settings(mongodb_uri=mongo_uri, mongodb_db=database_name).collections)
+        store = Store(database, Settings(mongodb_uri=mongo_uri, mongodb_db=database_name).collections)
         intervals = []
         for vendor in vendors:
             runs = sorted(database.ledger_sync_runs.find({"vendorId": vendor}), key=lambda r: r["startedAt"])
@@ -190,8 +194,8 @@ def _check_books_and_runs(mongo_uri: str, database_name: str, vendors: list[str]
             assert run["parameters"]["full"] is False
             assert run["verification"]["ok"] and run["verification"]["balanced"], (vendor, run["verification"])
             assert run["stats"]["total"]["errors"] == 4  # the demo set's broken documents, rejected
-            assert store.balances(vendor).net_balances() == _expected_net_balances(database, vendor), vendor
-            for earlier, later in zip(runs, runs[1:]):
+            assert store.entries.balances(vendor).net_balances() == _expected_net_balances(database, vendor), vendor
+            for earlier, later in itertools.pairwise(runs):
                 assert earlier["endedAt"] <= later["startedAt"], f"{vendor} ran twice at the same time"
             intervals.append((run["startedAt"], run["endedAt"]))
         # The fan-out keeps at most max_parallel vendors going at once.

@@ -1,0 +1,269 @@
+"""A document step: for each batch of one kind's documents, plan it, write it, checkpoint it.
+
+Each batch ends with one checkpoint in the run record (position, statistics and the
+balances of what the run wrote so far), so a resumed or retried step continues after
+the last batch whose checkpoint landed; anything written past it is recognised as this
+run's own (deterministic ids, `syncId`) and counted once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from concurrent.futures import Future
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from flows import progress
+from flows.context import SyncCancelled, SyncContext
+from flows.database import get_store
+from flows.pipeline import BatchPipeline
+from flows.settings import get_settings
+from ledger.batch import BatchPlan, plan_batch, plan_removed_sources, removal_change, removed_source_entries
+from ledger.clock import utc_now
+from ledger.entries import JournalEntry
+from ledger.kinds import SourceKind
+from ledger.sources import Rejection
+from ledger.store import SourceQuery, Store
+from ledger.store.codec import balances_from_document, balances_to_document, entry_to_document
+from ledger.store.runs import field
+from ledger.sync_run import Progress, SyncRun, TypeStats
+from ledger.verification import LedgerInconsistent, balances_of, is_balanced
+
+log = logging.getLogger("ledger_sync.sync")
+
+
+@dataclass
+class PlannedBatch:
+    """One batch, planned, waiting to be written."""
+
+    plan: BatchPlan
+    removed: list[JournalEntry]  # entries of documents gone from the source (full sync)
+    removal_reversals: list[JournalEntry]  # ... and their reversals
+    entries: list[JournalEntry]  # everything to insert: the plan's entries, then the removal reversals
+    records: list[dict[str, Any]]  # the same, as stored: built while the batch before is written
+    posted_at: datetime
+    earlier: list[JournalEntry]  # what this run already wrote for these documents before an interruption
+    phase: int
+    last_id: Any
+    documents: int
+
+
+class PostedLookup:
+    """What the ledger already holds for a batch of documents, found the cheapest way that is right.
+
+    On a vendor's first sync of a kind nothing is posted: no lookups. A full sync of
+    everything reads documents in `_id` order, so fetching the ledger's entries by id
+    range also finds the hard-deleted documents in between, at no extra cost (ranges
+    compare ids of one BSON type only: a batch of mixed types is looked up by id, and
+    hard deletes are then found the slower way at the end). Otherwise: by id.
+    """
+
+    def __init__(self, store: Store, context: SyncContext, kind: SourceKind, id_types: set[str]):
+        self.store = store
+        self.vendor_id = context.vendor_id
+        self.kind = kind
+        # The noted id types answer first: asking the ledger costs SecantusDB a scan of what is posted.
+        self.first_posting = not id_types and not store.entries.has_entries(context.vendor_id, kind.type)
+        self.by_range = context.parameters.full and context.parameters.covers_everything
+
+    def existing(self, ids: list[Any], previous_id: Any) -> tuple[list[JournalEntry], list[JournalEntry]]:
+        """(the entries of these documents, the entries of documents gone from between them)."""
+        if self.by_range and not _same_bson_type(previous_id, ids):
+            self.by_range = False
+        if self.first_posting:
+            return [], []
+        if self.by_range:
+            existing = self.store.entries.in_source_range(self.vendor_id, self.kind.type, previous_id, ids[-1])
+            return existing, removed_source_entries(existing, ids)
+        return self.store.entries.for_sources(self.vendor_id, self.kind.type, ids), []
+
+
+class DocumentStep:
+    """Sync every selected document of one kind for one run."""
+
+    def __init__(self, context: SyncContext, kind: SourceKind, run: SyncRun,
+                 logger: logging.Logger | logging.LoggerAdapter[logging.Logger] = log):
+        """`run` is the run record as the step started."""
+        self.context = context
+        self.kind = kind
+        self.logger = logger
+        self.store: Store = get_store()
+        self.crash_after = get_settings().ledger_crash_after_documents
+        self.step_record = run.step(kind.step)
+        self.recheck = run.recheck.get(kind.step, [])
+        self.stats = run.sync_stats
+        self.open_amount = Decimal(run.open_amounts.get(kind.step, "0"))
+        self.open_change = Decimal(run.open_change.get(kind.step, "0"))
+        self.delta = balances_from_document(run.ledger_delta)
+        self.written = run.entries_written
+        self.processed = self.step_record.processed if self.step_record.last_id is not None else 0
+        self.total: int | None = None  # once counted
+        self.known_accounts: set[str] = set()
+        self.id_types: set[str] = set()  # BSON types of the source ids this kind has in the ledger
+        self.reporter = progress.ProgressReporter(context.sync_id, context.vendor_id)
+        self.cancelled = False  # set by the writer when the run record asks for it
+
+    @property
+    def type_stats(self) -> TypeStats:
+        return self.stats.of(self.kind.step)
+
+    def run(self) -> TypeStats:
+        context = self.context
+        parameters = context.parameters
+        query = SourceQuery(vendor_id=context.vendor_id, kind=self.kind, date_from=parameters.start,
+                            date_until=parameters.end_exclusive,
+                            changed_since=context.changed_since.get(self.kind.step), recheck_ids=tuple(self.recheck))
+        self.known_accounts = self.store.accounts.keys(context.vendor_id)
+        self.id_types = self.store.vendors.posted_id_types(context.vendor_id, self.kind.type)
+        lookup = PostedLookup(self.store, context, self.kind, self.id_types)
+        previous_id = self.step_record.last_id
+        remaining = query.resumed(self.step_record.phase, previous_id)
+        with self.reporter, BatchPipeline(self.kind.step, self.write) as pipeline:
+            # Counting (for progress) costs the server about half a read: overlap it with the first batch.
+            counted = pipeline.alongside(self.store.sources.count, remaining)
+            for phase, documents in pipeline.batches(self.store.sources.batches(remaining)):
+                planned = self.plan(phase, documents, lookup, previous_id)
+                self._report_start_once_counted(counted)
+                pipeline.submit(planned)
+                previous_id = planned.last_id
+                if self.cancelled:
+                    break
+        self._report_start_once_counted(counted)
+        if self.cancelled:
+            raise SyncCancelled()
+        if parameters.full and not lookup.first_posting and not self.step_record.deletes_checked:
+            self._reverse_hard_deletes(lookup.by_range, previous_id)
+        return self.type_stats
+
+    def plan(self, phase: int, documents: list[dict[str, Any]], lookup: PostedLookup, previous_id: Any) -> PlannedBatch:
+        """Everything one batch needs written, down to the stored documents (on the planning thread)."""
+        context = self.context
+        ids = [document["_id"] for document in documents]
+        existing, removed = lookup.existing(ids, previous_id)
+        now = utc_now()
+        plan = plan_batch(self.kind, documents, existing, context.parameters, context.base_currency, now,
+                          sync_id=context.sync_id)
+        reversals = plan_removed_sources(removed, now)
+        entries = plan.entries + reversals
+        return PlannedBatch(plan=plan, removed=removed, removal_reversals=reversals, entries=entries,
+                            records=[entry_to_document(entry, context.sync_id, now) for entry in entries],
+                            posted_at=now, earlier=self._own(existing), phase=phase, last_id=ids[-1],
+                            documents=len(documents))
+
+    def _report_start_once_counted(self, counted: Future[int]) -> None:
+        """Once the count is in, the step reports its start (before its first write)."""
+        if self.total is None:
+            self.total = self.processed + counted.result()
+            self._report(force=True)
+
+    def write(self, job: PlannedBatch) -> None:
+        """Runs on the writer thread: accounts, entries, rejections, then the checkpoint."""
+        store, context = self.store, self.context
+        self._open_accounts(job.entries)
+        written = self._insert(job.entries, job.posted_at, job.records)
+        store.rejections.record(context.sync_id, job.plan.rejections, job.posted_at)
+        for rejection in job.plan.rejections:
+            self._log_rejection(rejection)
+        self.processed += job.documents
+        self._crash_if_told()
+        gone_ids = {entry.id for entry in job.removed}
+        removed_earlier = [entry for entry in job.earlier if entry.reversal_of in gone_ids]
+        batch_stats = job.plan.stats(written) + TypeStats(
+            reversed=sum(1 for entry in job.removal_reversals if entry.id in written) + len(removed_earlier))
+        self._count([entry for entry in job.entries if entry.id in written] + job.earlier, batch_stats)
+        self.open_amount += job.plan.open_amount
+        self.open_change += job.plan.open_change + removal_change(job.removed, self.kind.side, context.sync_id)
+        step = self.kind.step
+        run = store.runs.update(context.guard, {
+            field("steps", step, "phase"): job.phase, field("steps", step, "last_id"): job.last_id,
+            field("steps", step, "processed"): self.processed, field("steps", step, "total"): self.total,
+            **self._totals(), field("progress"): self._progress(), field("heartbeat_at"): job.posted_at,
+        })
+        if run is not None and run.cancel_requested:
+            self.cancelled = True
+        self._report()
+
+    def _crash_if_told(self) -> None:
+        """Test hook (`LEDGER_CRASH_AFTER_DOCUMENTS`): die hard after writing a batch, before its checkpoint."""
+        if self.crash_after is not None and self.processed >= self.crash_after:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def _reverse_hard_deletes(self, by_range: bool, last_id: Any) -> None:
+        """Full sync: reverse what the ledger holds for documents gone from the source."""
+        store, context, kind = self.store, self.context, self.kind
+        now = utc_now()
+        if by_range and last_id is not None:
+            # Ranges only reached ids of the type read: enough unless the ledger holds others.
+            by_range = self.id_types <= {type(last_id).__name__}
+        if by_range:  # the stretch of ids after the last document read
+            gone = [store.entries.in_source_range(context.vendor_id, kind.type, last_id, None)]
+        else:  # check every document the ledger holds (for the date range, if any)
+            gone = []
+            for ids in store.entries.posted_source_id_batches(context.vendor_id, kind.type, context.parameters.start,
+                                                              context.parameters.end_exclusive):
+                missing = store.sources.missing_ids(kind, context.vendor_id, ids)
+                if missing:
+                    gone.append(store.entries.for_sources(context.vendor_id, kind.type, missing))
+        for existing in gone:
+            reversals = plan_removed_sources(existing, now)
+            written = self._insert(reversals, now)
+            own = [entry for entry in self._own(existing) if entry.reversal_of]
+            new = [entry for entry in reversals if entry.id in written]
+            self._count(new + own, TypeStats(reversed=len(new) + len(own)))
+            self.open_change += removal_change(existing, kind.side, context.sync_id)
+        store.runs.update(context.guard, {**self._totals(), field("steps", kind.step, "deletes_checked"): True})
+
+    def _insert(self, entries: list[JournalEntry], now: datetime,
+                records: list[dict[str, Any]] | None = None) -> set[str]:
+        unbalanced = [entry.id for entry in entries if not is_balanced(entry)]
+        if unbalanced:  # the posting rules never produce one; refuse rather than corrupt the books
+            raise LedgerInconsistent(f"refusing to post unbalanced entries: {', '.join(unbalanced[:5])}")
+        new_kinds = {type(entry.source.id).__name__ for entry in entries} - self.id_types
+        if new_kinds:  # recorded first, so a crash right after the insert cannot lose them
+            self.store.vendors.note_id_types(self.context.vendor_id, self.kind.type, new_kinds)
+            self.id_types |= new_kinds
+        return self.store.entries.insert(entries, self.context.sync_id, now, records).inserted_ids
+
+    def _open_accounts(self, entries: list[JournalEntry]) -> None:
+        new_accounts = {line.account for entry in entries for line in entry.lines} - self.known_accounts
+        if new_accounts:
+            self.store.accounts.open(self.context.vendor_id, new_accounts)
+            self.known_accounts |= new_accounts
+
+    def _own(self, existing: list[JournalEntry]) -> list[JournalEntry]:
+        return [entry for entry in existing if entry.sync_id == self.context.sync_id]
+
+    def _count(self, posted: list[JournalEntry], stats: TypeStats) -> None:
+        """Add what this run put in the ledger to its statistics and its running balances."""
+        self.stats = self.stats.with_type(self.kind.step, self.type_stats + stats)
+        self.delta = self.delta.plus(balances_of(posted))
+        self.written += len(posted)
+
+    def _totals(self) -> dict[str, Any]:
+        step = self.kind.step
+        return {field("stats"): self.stats.as_document(), field("errors_count"): self.stats.total.errors,
+                field("ledger_delta"): balances_to_document(self.delta), field("entries_written"): self.written,
+                f"{field('open_amounts')}.{step}": str(self.open_amount),
+                f"{field('open_change')}.{step}": str(self.open_change)}
+
+    def _progress(self) -> Progress:
+        total = self.total or 0
+        return progress.progress_at(self.kind.step, self.processed, total,
+                                    f"{self.kind.label}: {self.processed:,} of {total:,}")
+
+    def _report(self, force: bool = False) -> None:
+        self.reporter.update(self.reporter.event(self._progress(), self.stats.total), force=force)
+
+    def _log_rejection(self, rejection: Rejection) -> None:
+        self.logger.warning("rejected vendor=%s sync=%s %s=%s field=%s: %s", self.context.vendor_id,
+                            self.context.sync_id, rejection.type, rejection.id, rejection.field, rejection.reason)
+
+
+def _same_bson_type(previous_id: Any, ids: list[Any]) -> bool:
+    kinds = {type(source_id) for source_id in ids} | ({type(previous_id)} if previous_id is not None else set())
+    return len(kinds) == 1
+
