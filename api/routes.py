@@ -13,12 +13,13 @@ from typing import Annotated, Any
 
 from bson import ObjectId
 from bson.decimal128 import Decimal128
-from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Request, status
+from fastapi import APIRouter, Body, Depends, Path, Query, Request, status
 from fastapi.responses import JSONResponse
 
 from api import schemas
 from api.auth import current_vendor, forbidden, not_found
 from api.deps import blocking, get_orchestrator, get_settings, get_sio, get_store
+from api.errors import StrictJsonRoute
 from api.orchestrator import Orchestrator
 from api.settings import ApiSettings
 from api.sockets import SYNC_COMPLETE, SYNC_ERROR, SYNC_PROGRESS, emit_to_vendor
@@ -31,14 +32,21 @@ from ledger.verification import trial_balance as compute_trial_balance
 
 log = logging.getLogger("ledger_sync.api")
 
-AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
-    401: {"model": schemas.ErrorResponse, "description": "missing_token, invalid_token or token_expired"},
+# Every route of the router can answer these (the OpenAPI document lists every status a route returns).
+COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"model": schemas.ErrorResponse, "description": "missing_token, invalid_token or token_expired",
+          "headers": {"WWW-Authenticate": {"description": "`Bearer error=\"<code>\"`", "schema": {"type": "string"}}}},
+    503: {"model": schemas.ErrorResponse, "description": "database_unavailable: the database is not reachable"},
 }
 NOT_FOUND = {404: {"model": schemas.ErrorResponse, "description": "No such sync run for this vendor"}}
+# Checked by pydantic's regex engine, where `$` is the end of the text: a trailing newline is refused (422).
 SyncId = Annotated[str, Path(alias="syncId", min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:@-]+$",
                               description="The run's syncId")]
+# Where a started sync can be followed: lets schemathesis (and readers) chain the calls.
+RUN_LINKS = {name: {"operationId": operation, "parameters": {"syncId": "$response.body#/syncId"}}
+             for name, operation in (("status", "sync_status"), ("cancel", "cancel_run"), ("errors", "run_errors"))}
 
-router = APIRouter(prefix="/api/ledger", tags=["ledger"], responses=AUTH_RESPONSES)
+router = APIRouter(prefix="/api/ledger", tags=["ledger"], responses=COMMON_RESPONSES, route_class=StrictJsonRoute)
 
 
 # ---- helpers -------------------------------------------------------------------
@@ -126,10 +134,12 @@ def _entry_view(document: dict) -> dict:
 # ---- syncs --------------------------------------------------------------------
 
 @router.post("/sync-data", status_code=status.HTTP_202_ACCEPTED, response_model=schemas.SyncAccepted,
-             summary="Start a sync of the caller's data",
-             responses={409: {"model": schemas.SyncConflict, "description": "A sync is already running (its syncId)"},
+             summary="Start a sync of the caller's data", operation_id="sync_data",
+             responses={202: {"links": RUN_LINKS},
+                        409: {"model": schemas.SyncConflict, "description": "A sync is already running (its syncId)"},
                         403: {"model": schemas.ErrorResponse, "description": "vendorId is not the token's vendor"},
-                        503: {"model": schemas.SyncConflict, "description": "The orchestrator is unavailable"}})
+                        503: {"model": schemas.SyncConflict | schemas.ErrorResponse,
+                              "description": "The orchestrator (SyncConflict) or the database is unavailable"}})
 async def sync_data(request: Request, body: schemas.SyncDataRequest | None = Body(default=None),
                     vendor_id: str = Depends(current_vendor), settings: ApiSettings = Depends(get_settings),
                     store: LedgerStore = Depends(get_store), orchestrator: Orchestrator = Depends(get_orchestrator)):
@@ -145,14 +155,15 @@ async def sync_data(request: Request, body: schemas.SyncDataRequest | None = Bod
     return await _queue(request, store, orchestrator, run) or schemas.SyncAccepted(syncId=run["syncId"])
 
 
-@router.get("/sync-status/{syncId}", response_model=schemas.RunView, responses=NOT_FOUND,
+@router.get("/sync-status/{syncId}", response_model=schemas.RunView, responses=NOT_FOUND, operation_id="sync_status",
             summary="The latest progress snapshot of a run (the polling fallback)")
 async def sync_status(sync_id: SyncId, vendor_id: str = Depends(current_vendor),
                       store: LedgerStore = Depends(get_store)):
     return run_view(await _owned_run(store, sync_id, vendor_id))
 
 
-@router.get("/sync-runs", response_model=schemas.RunList, summary="Run history with statistics, newest first")
+@router.get("/sync-runs", response_model=schemas.RunList, summary="Run history with statistics, newest first",
+            operation_id="sync_runs")
 async def sync_runs(limit: int = Query(20, ge=1, le=200), vendor_id: str = Depends(current_vendor),
                     store: LedgerStore = Depends(get_store)):
     runs = await blocking(store.runs_of, vendor_id, limit)
@@ -160,7 +171,7 @@ async def sync_runs(limit: int = Query(20, ge=1, le=200), vendor_id: str = Depen
 
 
 @router.post("/sync-runs/{syncId}/cancel", response_model=schemas.CancelResult, status_code=status.HTTP_202_ACCEPTED,
-             summary="Cancel a queued or running sync",
+             summary="Cancel a queued or running sync", operation_id="cancel_run",
              responses={**NOT_FOUND, 409: {"model": schemas.CancelResult, "description": "The run is not active"}})
 async def cancel_run(request: Request, sync_id: SyncId, vendor_id: str = Depends(current_vendor),
                      store: LedgerStore = Depends(get_store), orchestrator: Orchestrator = Depends(get_orchestrator)):
@@ -192,9 +203,12 @@ async def cancel_run(request: Request, sync_id: SyncId, vendor_id: str = Depends
 
 
 @router.post("/sync-runs/{syncId}/resume", response_model=schemas.SyncAccepted, status_code=status.HTTP_202_ACCEPTED,
-             summary="Resume a failed, crashed or cancelled sync from its last checkpoint",
-             responses={**NOT_FOUND, 409: {"model": schemas.SyncConflict,
-                                           "description": "Not resumable, or another sync is running (its syncId)"}})
+             summary="Resume a failed, crashed or cancelled sync from its last checkpoint", operation_id="resume_run",
+             responses={**NOT_FOUND, 202: {"links": RUN_LINKS},
+                        409: {"model": schemas.SyncConflict,
+                              "description": "Not resumable, or another sync is running (its syncId)"},
+                        503: {"model": schemas.SyncConflict | schemas.ErrorResponse,
+                              "description": "The orchestrator (SyncConflict) or the database is unavailable"}})
 async def resume_run(request: Request, sync_id: SyncId, vendor_id: str = Depends(current_vendor),
                      store: LedgerStore = Depends(get_store), orchestrator: Orchestrator = Depends(get_orchestrator)):
     try:
@@ -210,7 +224,7 @@ async def resume_run(request: Request, sync_id: SyncId, vendor_id: str = Depends
 
 
 @router.get("/sync-runs/{syncId}/errors", response_model=schemas.RejectedList, responses=NOT_FOUND,
-            summary="The documents a run rejected, with the field and the reason")
+            summary="The documents a run rejected, with the field and the reason", operation_id="run_errors")
 async def run_errors(sync_id: SyncId, limit: int = Query(500, ge=1, le=5000),
                      vendor_id: str = Depends(current_vendor), store: LedgerStore = Depends(get_store)):
     await _owned_run(store, sync_id, vendor_id)
@@ -223,7 +237,8 @@ async def run_errors(sync_id: SyncId, limit: int = Query(500, ge=1, le=5000),
 
 # ---- the books ------------------------------------------------------------------
 
-@router.get("/trial-balance", response_model=schemas.TrialBalanceView, summary="Net balance per account")
+@router.get("/trial-balance", response_model=schemas.TrialBalanceView, summary="Net balance per account",
+            operation_id="trial_balance")
 async def trial_balance(vendor_id: str = Depends(current_vendor), store: LedgerStore = Depends(get_store)):
     tb = compute_trial_balance(await blocking(store.balances, vendor_id))
     accounts = {}
@@ -238,20 +253,12 @@ async def trial_balance(vendor_id: str = Depends(current_vendor), store: LedgerS
 
 
 @router.get("/entries", response_model=schemas.EntryList, summary="The journal entries of one source document",
-            responses={422: {"description": "Unknown sourceType"}})
+            operation_id="entries")
 async def entries(sourceId: str = Query(..., min_length=1, max_length=200, description="The document's _id"),
-                  sourceType: str | None = Query(None, description="sales_invoice | purchase_invoice | expense "
-                                                                   "(or the plural step names)"),
+                  sourceType: schemas.SourceTypeName | None = Query(
+                      None, description="sales_invoice | purchase_invoice | expense (or the plural step names)"),
                   vendor_id: str = Depends(current_vendor), store: LedgerStore = Depends(get_store)):
-    source_type = None
-    if sourceType:
-        try:
-            source_type = SYNC_TYPES.get(sourceType) or SourceType(sourceType)
-        except ValueError:
-            raise HTTPException(422, detail=[{
-                "loc": ["query", "sourceType"], "type": "enum",
-                "msg": f"unknown sourceType {sourceType!r}; use one of "
-                       f"{', '.join(t.value for t in SourceType)}"}]) from None
+    source_type = (SYNC_TYPES.get(sourceType) or SourceType(sourceType)) if sourceType else None
     candidates: list[Any] = [sourceId]  # a plain string, never an operator document
     if ObjectId.is_valid(sourceId) and len(sourceId) == 24:
         candidates.append(ObjectId(sourceId))
