@@ -47,6 +47,7 @@ def create_app(settings: ApiSettings | None = None, *, start_bridge: bool = True
     """
     settings = settings or get_api_settings()
     jwt_secret = settings.resolve_jwt_secret()  # refuses to start without one (outside development)
+    dev_routes = settings.dev_routes  # refuses them outside development
     api_url = settings.prefect_api_url or _prefect_api_url_from_profile()
     if not api_url:
         raise ConfigurationError("PREFECT_API_URL is not set: the API triggers syncs on a Prefect server "
@@ -119,16 +120,18 @@ def create_app(settings: ApiSettings | None = None, *, start_bridge: bool = True
                 "eventsBridge": bridge.connected}
         return JSONResponse(body, status_code=200 if database else 503)
 
-    if settings.is_development:
+    if dev_routes:
+        log.warning("development routes ON: GET /api/dev/token mints a token for any vendor without "
+                    "authentication (LEDGER_DEV_ROUTES=true); never expose this server")
         database_down = {503: {"model": schemas.ErrorResponse, "description": "The database is not reachable"}}
 
         @app.get("/api/dev/vendors", tags=["development"], response_model=schemas.DevVendors,
-                 summary="Vendors that have source data (dev only)", responses=database_down)
+                 summary="Vendors that have source data (LEDGER_DEV_ROUTES only)", responses=database_down)
         async def dev_vendors(store=Depends(get_store)):
             return {"vendors": await anyio.to_thread.run_sync(store.source_vendor_ids)}
 
         @app.get("/api/dev/token", tags=["development"], response_model=schemas.DevToken,
-                 summary="A token for any vendor, without authentication (dev only)")
+                 summary="A token for any vendor, without authentication (LEDGER_DEV_ROUTES only)")
         async def dev_token(vendor: str = Query(..., pattern=f"^{VENDOR_ID_PATTERN}$",
                                                 description="The vendor id the token is for")):
             # The pattern is checked by pydantic's regex engine, where `$` is the end of the text: "a\n" is 422.

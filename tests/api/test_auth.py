@@ -216,17 +216,26 @@ async def test_socket_refusal_carries_the_code(api):
         assert payload["message"] == "unauthorized" and payload["data"]["code"] == "invalid_token"
 
 
-async def test_dev_routes_only_in_development(stack_env):
+async def test_dev_routes_only_when_switched_on_in_development(stack_env):
+    """`/api/dev/token` mints a token for any vendor: only with LEDGER_DEV_ROUTES (`up --dev`), and never
+    outside development. Development alone (a generated local secret) does not serve it."""
     import httpx
 
     from api.main import create_app
+    from api.settings import ConfigurationError
     from tests.api.conftest import api_settings
 
-    production = create_app(api_settings(stack_env, ledger_env="production"), start_bridge=False)
-    transport = httpx.ASGITransport(app=production.fastapi_app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://x") as client:
-        assert (await client.get("/api/dev/token?vendor=v1")).status_code == 404
-        assert (await client.get("/api/dev/vendors")).status_code == 404
+    async def dev_statuses(**overrides) -> tuple[int, int]:
+        app = create_app(api_settings(stack_env, **overrides), start_bridge=False)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app.fastapi_app), base_url="http://x") as client:
+            token = await client.get("/api/dev/token", params={"vendor": "v1"})
+            return token.status_code, (await client.get("/api/dev/vendors")).status_code
+
+    assert await dev_statuses(ledger_env="development", ledger_dev_routes=False) == (404, 404)
+    assert await dev_statuses(ledger_env="production", ledger_dev_routes=False) == (404, 404)
+    assert (await dev_statuses(ledger_env="development", ledger_dev_routes=True))[0] == 200
+    with pytest.raises(ConfigurationError, match="LEDGER_DEV_ROUTES=true needs LEDGER_ENV=development"):
+        create_app(api_settings(stack_env, ledger_env="production", ledger_dev_routes=True), start_bridge=False)
 
 
 def test_no_secret_outside_development_refuses_to_start(stack_env, tmp_path):
