@@ -9,7 +9,6 @@ every other process of the stack (and a second `ledger-sync sync`) finds it.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -45,10 +44,12 @@ def wait_until_up(uri: str, timeout: float = 30.0) -> None:
 class EmbeddedDatabase:
     """Start (or reuse) the server whose data lives in `storage_path`."""
 
-    def __init__(self, storage_path: Path | str, state_file: Path | None = None, port: int | None = None):
+    def __init__(self, storage_path: Path | str, state_file: Path | None = None, port: int | None = None,
+                 log_path: Path | None = None):
         self.storage_path = str(storage_path)
         self.state_file = state_file
         self.port = port
+        self.log_path = log_path
         self.process: subprocess.Popen | None = None
         self.uri: str | None = None
 
@@ -64,21 +65,48 @@ class EmbeddedDatabase:
                                "(or set MONGODB_URI)") from None
         if self.storage_path != ":memory:":
             Path(self.storage_path).mkdir(parents=True, exist_ok=True)
-        port = self.port or free_port()
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "secantus", "--host", "127.0.0.1", "--port", str(port),
-             "--storage-path", self.storage_path, "--log-level", "WARNING"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        self.uri = f"mongodb://127.0.0.1:{port}/"
+        self.port = self.port or free_port()
+        self.uri = f"mongodb://127.0.0.1:{self.port}/"
+        self._spawn()
         try:
             wait_until_up(self.uri)
         except RuntimeError:
             self.stop()
             raise
+        return self.uri
+
+    def _spawn(self) -> None:
+        output = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115 - closed below
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "secantus", "--host", "127.0.0.1", "--port", str(self.port),
+                 "--storage-path", self.storage_path, "--log-level", "WARNING"],
+                stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+        finally:
+            if self.log_path:
+                output.close()
         if self.state_file:
             self.state_file.parent.mkdir(parents=True, exist_ok=True)
             self.state_file.write_text(json.dumps({"uri": self.uri, "pid": self.process.pid}))
-        return self.uri
+
+    def restart(self) -> None:
+        """Start the server again after it died, on the same port and storage (the URI every process holds
+        stays right; their clients reconnect). Returns at once: `healthy()` says when it answers."""
+        if self.process is None or self.process.poll() is None:
+            raise RuntimeError("restart() is for a server this object started and that has exited")
+        self._spawn()
+
+    def healthy(self) -> bool:
+        try:
+            with MongoClient(self.uri, serverSelectionTimeoutMS=500) as client:
+                client.admin.command("ping")
+            return True
+        except PyMongoError:
+            return False
+
+    @property
+    def returncode(self) -> int | None:
+        return None if self.process is None else self.process.poll()
 
     @property
     def owned(self) -> bool:
