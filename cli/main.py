@@ -233,7 +233,11 @@ def _token(args) -> int:
     except ConfigurationError as error:
         print(f"ledger-sync: {error}", file=sys.stderr)
         return EXIT_USAGE
-    print(issue_token(args.vendor, secret, ttl_seconds=args.ttl))
+    try:
+        print(issue_token(args.vendor, secret, ttl_seconds=args.ttl))
+    except ValueError as error:  # the API would refuse a token for it: never print one
+        print(f"ledger-sync: {error}", file=sys.stderr)
+        return EXIT_USAGE
     return 0
 
 

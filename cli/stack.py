@@ -206,7 +206,8 @@ def start_prefect_server(prefect_home: Path, port: int, base_env: dict[str, str]
                          database_url: str | None = None, timeout: float = 90.0) -> tuple[ManagedProcess, str]:
     """`prefect server start` on 127.0.0.1:port; returns the process and its API URL once /api/health answers."""
     if not port_is_free(port):
-        raise StackError(f"port {port} is in use: another Prefect server? Stop it, or set PREFECT_API_URL to use it")
+        raise StackError(f"port {port} is in use: another Prefect server? Stop it, choose another port with "
+                         "`--prefect-port N`, or set PREFECT_API_URL to use that server")
     prefect_home.mkdir(parents=True, exist_ok=True)
     env = {**base_env, **QUIET_PREFECT, "PREFECT_HOME": str(prefect_home)}
     env.pop("PREFECT_API_URL", None)
