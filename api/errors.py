@@ -1,7 +1,8 @@
 """Error answers that always match the OpenAPI document: 422 for any body that is not JSON, never a 500.
 
 - `StrictJsonRoute` parses request bodies as RFC 8259 JSON: `NaN`, `Infinity` and `-Infinity` (which
-  Python's `json` accepts) and bytes that are not UTF-8 are a 422 `json_invalid`, like any other malformed
+  Python's `json` accepts), numbers out of a float's range (`1e999`, which it turns into Infinity), nesting
+  too deep for the parser and bytes that are not UTF-8 are a 422 `json_invalid`, like any other malformed
   body, instead of FastAPI's undocumented 400 or a float that cannot be written back in the error answer.
 - `validation_error` is FastAPI's 422 answer made safe to serialise whatever the input was (non-finite
   floats, bytes, exceptions in `ctx`).
@@ -31,14 +32,25 @@ def _refuse_constant(name: str) -> Any:
     raise json.JSONDecodeError(f"{name} is not JSON: {NOT_JSON_CONSTANT}", name, 0)
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise json.JSONDecodeError(f"the number {text[:40]} is out of range", text, 0)
+    return value
+
+
 def parse_json(body: bytes) -> Any:
-    """Strict JSON: UTF-8 only, no NaN/Infinity. Raises `json.JSONDecodeError` (FastAPI's 422 `json_invalid`)."""
+    """Strict JSON: UTF-8 only, finite numbers only. Raises `json.JSONDecodeError` (FastAPI's 422
+    `json_invalid`) for anything else."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as error:
         raise json.JSONDecodeError(f"the body is not UTF-8 ({error.reason} at byte {error.start})", "",
                                    0) from None
-    return json.loads(text, parse_constant=_refuse_constant)
+    try:
+        return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise json.JSONDecodeError("the body is nested too deeply", "", 0) from None
 
 
 class StrictJsonRequest(Request):

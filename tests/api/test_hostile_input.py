@@ -26,6 +26,17 @@ async def test_nan_and_infinity_in_a_body_are_422_not_500(http, mongo, new_vendo
     assert mongo.ledger_sync_runs.count_documents({"vendorId": vendor}) == 0  # nothing was started
 
 
+@pytest.mark.parametrize("body, reason", [(b'{"full": 1e999}', "out of range"), (b"[" * 100_000 + b"]" * 100_000,
+                                                                                 "nested too deeply")],
+                         ids=["1e999", "deep"])
+async def test_numbers_out_of_range_and_deep_nesting_are_422(http, new_vendor, body, reason):
+    """Python's json makes 1e999 Infinity and gives up on deep nesting with RecursionError (a 400)."""
+    response = await http.post("/api/ledger/sync-data", content=body,
+                               headers={**bearer(new_vendor("deep")), "Content-Type": "application/json"})
+    assert response.status_code == 422, response.text[:500]
+    assert reason in response.json()["detail"][0]["msg"]
+
+
 @pytest.mark.parametrize("content_type", ["application/json", "text/plain"])
 async def test_a_body_that_is_not_utf8_is_422(http, mongo, new_vendor, content_type):
     """FastAPI answers an undecodable JSON body with an undocumented 400, and a non-JSON one could not be
