@@ -24,8 +24,10 @@ browser:
 	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 	@command -v chromium >/dev/null 2>&1 || { echo "chromium is still missing: install Debian's chromium package" >&2; exit 1; }
 
+# `--dev`: the demo's vendor picker (GET /api/dev/token hands a token for ANY vendor, without authentication);
+# `up` prints a warning while it is on. Plain `ledger-sync up` keeps those routes off.
 run: install
-	$(VENV)/bin/ledger-sync up
+	$(VENV)/bin/ledger-sync up --dev
 
 # ruff and mypy first: a finding fails the run before any test starts.
 lint: install

@@ -12,18 +12,22 @@ import json
 import logging
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import anyio
 import socketio
 from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pymongo.errors import PyMongoError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api import schemas
-from api.auth import issue_token
+from api.auth import VENDOR_ID_PATTERN, issue_token
 from api.deps import SettingsDep, StoreDep
+from api.errors import http_error, validation_error
 from api.events_bridge import EventsBridge
 from api.orchestrator import Orchestrator
 from api.routes import router
@@ -49,6 +53,7 @@ def create_app(settings: ApiSettings | None = None, *, start_bridge: bool = True
     """
     settings = settings or get_api_settings()
     jwt_secret = settings.resolve_jwt_secret()  # refuses to start without one (outside development)
+    dev_routes = settings.dev_routes  # refuses them outside development
     api_url = settings.prefect_api_url or _prefect_api_url_from_profile()
     if not api_url:
         raise ConfigurationError("PREFECT_API_URL is not set: the API triggers syncs on a Prefect server "
@@ -97,6 +102,9 @@ def create_app(settings: ApiSettings | None = None, *, start_bridge: bool = True
         app.add_middleware(CORSMiddleware, allow_origins=cors, allow_methods=["GET", "POST", "OPTIONS"],
                            allow_headers=["Authorization", "Content-Type"], allow_credentials=False)
     app.include_router(router)
+    # Starlette types a handler as taking any Exception; these take the one they are registered for.
+    app.add_exception_handler(RequestValidationError, validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, http_error)  # type: ignore[arg-type]
 
     @app.exception_handler(PyMongoError)
     async def database_unavailable(request: Request, error: PyMongoError):
@@ -105,7 +113,8 @@ def create_app(settings: ApiSettings | None = None, *, start_bridge: bool = True
             "code": "database_unavailable",
             "message": "The database is not reachable right now; try again in a moment."}})
 
-    @app.get("/api/health", response_model=schemas.Health, tags=["ops"], summary="Liveness and dependencies")
+    @app.get("/api/health", response_model=schemas.Health, tags=["ops"], summary="Liveness and dependencies",
+             responses={503: {"model": schemas.Health, "description": "The database is not reachable"}})
     async def health(settings: SettingsDep):
         try:
             store = await anyio.to_thread.run_sync(lambda: store_for(settings))
@@ -118,17 +127,23 @@ def create_app(settings: ApiSettings | None = None, *, start_bridge: bool = True
                 "eventsBridge": bridge.connected}
         return JSONResponse(body, status_code=200 if database else 503)
 
-    if settings.is_development:
-        @app.get("/api/dev/vendors", tags=["development"], summary="Vendors that have source data (dev only)")
+    if dev_routes:
+        log.warning("development routes ON: GET /api/dev/token mints a token for any vendor without "
+                    "authentication (LEDGER_DEV_ROUTES=true); never expose this server")
+        database_down: dict[int | str, dict[str, Any]] = {
+            503: {"model": schemas.ErrorResponse, "description": "The database is not reachable"}}
+
+        @app.get("/api/dev/vendors", tags=["development"], response_model=schemas.DevVendors,
+                 summary="Vendors that have source data (LEDGER_DEV_ROUTES only)", responses=database_down)
         async def dev_vendors(store: StoreDep):
             return {"vendors": await anyio.to_thread.run_sync(store.sources.vendor_ids)}
 
-        @app.get("/api/dev/token", tags=["development"], summary="A token for a vendor (dev only)")
-        async def dev_token(vendor: str = Query(..., min_length=1, max_length=128)):
-            try:
-                return {"token": issue_token(vendor, jwt_secret, settings.ledger_token_ttl_seconds)}
-            except ValueError as error:
-                raise HTTPException(422, detail={"code": "invalid_vendor", "message": str(error)}) from None
+        @app.get("/api/dev/token", tags=["development"], response_model=schemas.DevToken,
+                 summary="A token for any vendor, without authentication (LEDGER_DEV_ROUTES only)")
+        async def dev_token(vendor: str = Query(..., pattern=f"^{VENDOR_ID_PATTERN}$",
+                                                description="The vendor id the token is for")):
+            # The pattern is checked by pydantic's regex engine, where `$` is the end of the text: "a\n" is 422.
+            return {"token": issue_token(vendor, jwt_secret, settings.ledger_token_ttl_seconds)}
 
     @app.get("/", include_in_schema=False)
     async def index():

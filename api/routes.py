@@ -13,19 +13,20 @@ from typing import Annotated, Any
 
 import socketio
 from bson.decimal128 import Decimal128
-from fastapi import APIRouter, Body, HTTPException, Path, Query, status
+from fastapi import APIRouter, Body, Path, Query, status
 from fastapi.responses import JSONResponse
 
 from api import schemas
 from api.auth import forbidden, not_found
 from api.deps import OrchestratorDep, SettingsDep, SocketsDep, StoreDep, VendorDep, blocking
+from api.errors import StrictJsonRoute
 from api.orchestrator import Orchestrator
 from api.sockets import SYNC_COMPLETE, SYNC_ERROR, SYNC_PROGRESS, emit_to_vendor
 from flows.progress import run_progress_event
 from flows.runs import open_run, reopen_for_resume, run_view, summary_view
 from ledger.clock import utc_now
 from ledger.ids import candidate_ids, display_id, id_key
-from ledger.kinds import UnknownKind, by_name, kinds
+from ledger.kinds import by_name
 from ledger.reports import account_views, trial_balance_document
 from ledger.store import Store, SyncAlreadyRunning
 from ledger.sync_run import RunState, SyncParameters, SyncRun
@@ -33,15 +34,22 @@ from ledger.verification import trial_balance as compute_trial_balance
 
 log = logging.getLogger("ledger_sync.api")
 
-AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
-    401: {"model": schemas.ErrorResponse, "description": "missing_token, invalid_token or token_expired"},
+# Every route of the router can answer these (the OpenAPI document lists every status a route returns).
+COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"model": schemas.ErrorResponse, "description": "missing_token, invalid_token or token_expired",
+          "headers": {"WWW-Authenticate": {"description": "`Bearer error=\"<code>\"`", "schema": {"type": "string"}}}},
+    503: {"model": schemas.ErrorResponse, "description": "database_unavailable: the database is not reachable"},
 }
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": schemas.ErrorResponse, "description": "No such sync run for this vendor"}}
+# Checked by pydantic's regex engine, where `$` is the end of the text: a trailing newline is refused (422).
 SyncId = Annotated[str, Path(alias="syncId", min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:@-]+$",
                               description="The run's syncId")]
+# Where a started sync can be followed: lets schemathesis (and readers) chain the calls.
+RUN_LINKS = {name: {"operationId": operation, "parameters": {"syncId": "$response.body#/syncId"}}
+             for name, operation in (("status", "sync_status"), ("cancel", "cancel_run"), ("errors", "run_errors"))}
 
-router = APIRouter(prefix="/api/ledger", tags=["ledger"], responses=AUTH_RESPONSES)
+router = APIRouter(prefix="/api/ledger", tags=["ledger"], responses=COMMON_RESPONSES, route_class=StrictJsonRoute)
 
 
 # ---- helpers -------------------------------------------------------------------
@@ -116,10 +124,12 @@ def _entry_view(document: dict) -> dict:
 # ---- syncs --------------------------------------------------------------------
 
 @router.post("/sync-data", status_code=status.HTTP_202_ACCEPTED, response_model=schemas.SyncAccepted,
-             summary="Start a sync of the caller's data",
-             responses={409: {"model": schemas.SyncConflict, "description": "A sync is already running (its syncId)"},
+             summary="Start a sync of the caller's data", operation_id="sync_data",
+             responses={202: {"links": RUN_LINKS},
+                        409: {"model": schemas.SyncConflict, "description": "A sync is already running (its syncId)"},
                         403: {"model": schemas.ErrorResponse, "description": "vendorId is not the token's vendor"},
-                        503: {"model": schemas.SyncConflict, "description": "The orchestrator is unavailable"}})
+                        503: {"model": schemas.SyncConflict | schemas.ErrorResponse,
+                              "description": "The orchestrator (SyncConflict) or the database is unavailable"}})
 async def sync_data(vendor_id: VendorDep, settings: SettingsDep, store: StoreDep, orchestrator: OrchestratorDep,
                     sio: SocketsDep, body: schemas.SyncDataRequest | None = Body(default=None)):
     body = body or schemas.SyncDataRequest()
@@ -134,20 +144,21 @@ async def sync_data(vendor_id: VendorDep, settings: SettingsDep, store: StoreDep
     return await _queue(sio, store, orchestrator, run) or schemas.SyncAccepted(syncId=run.sync_id)
 
 
-@router.get("/sync-status/{syncId}", response_model=schemas.RunView, responses=NOT_FOUND,
+@router.get("/sync-status/{syncId}", response_model=schemas.RunView, responses=NOT_FOUND, operation_id="sync_status",
             summary="The latest progress snapshot of a run (the polling fallback)")
 async def sync_status(sync_id: SyncId, vendor_id: VendorDep, store: StoreDep):
     return run_view(await _owned_run(store, sync_id, vendor_id))
 
 
-@router.get("/sync-runs", response_model=schemas.RunList, summary="Run history with statistics, newest first")
+@router.get("/sync-runs", response_model=schemas.RunList, summary="Run history with statistics, newest first",
+            operation_id="sync_runs")
 async def sync_runs(vendor_id: VendorDep, store: StoreDep, limit: int = Query(20, ge=1, le=200)):
     runs = await blocking(store.runs.recent, vendor_id, limit)
     return {"vendorId": vendor_id, "runs": [run_view(run) for run in runs]}
 
 
 @router.post("/sync-runs/{syncId}/cancel", response_model=schemas.CancelResult, status_code=status.HTTP_202_ACCEPTED,
-             summary="Cancel a queued or running sync",
+             summary="Cancel a queued or running sync", operation_id="cancel_run",
              responses={**NOT_FOUND, 409: {"model": schemas.CancelResult, "description": "The run is not active"}})
 async def cancel_run(sync_id: SyncId, vendor_id: VendorDep, store: StoreDep, orchestrator: OrchestratorDep,
                      sio: SocketsDep):
@@ -177,9 +188,12 @@ async def cancel_run(sync_id: SyncId, vendor_id: VendorDep, store: StoreDep, orc
 
 
 @router.post("/sync-runs/{syncId}/resume", response_model=schemas.SyncAccepted, status_code=status.HTTP_202_ACCEPTED,
-             summary="Resume a failed, crashed or cancelled sync from its last checkpoint",
-             responses={**NOT_FOUND, 409: {"model": schemas.SyncConflict,
-                                           "description": "Not resumable, or another sync is running (its syncId)"}})
+             summary="Resume a failed, crashed or cancelled sync from its last checkpoint", operation_id="resume_run",
+             responses={**NOT_FOUND, 202: {"links": RUN_LINKS},
+                        409: {"model": schemas.SyncConflict,
+                              "description": "Not resumable, or another sync is running (its syncId)"},
+                        503: {"model": schemas.SyncConflict | schemas.ErrorResponse,
+                              "description": "The orchestrator (SyncConflict) or the database is unavailable"}})
 async def resume_run(sync_id: SyncId, vendor_id: VendorDep, store: StoreDep, orchestrator: OrchestratorDep,
                      sio: SocketsDep):
     try:
@@ -195,7 +209,7 @@ async def resume_run(sync_id: SyncId, vendor_id: VendorDep, store: StoreDep, orc
 
 
 @router.get("/sync-runs/{syncId}/errors", response_model=schemas.RejectedList, responses=NOT_FOUND,
-            summary="The documents a run rejected, with the field and the reason")
+            summary="The documents a run rejected, with the field and the reason", operation_id="run_errors")
 async def run_errors(sync_id: SyncId, vendor_id: VendorDep, store: StoreDep, limit: int = Query(500, ge=1, le=5000)):
     await _owned_run(store, sync_id, vendor_id)
     rows = await blocking(store.rejections.of_run, sync_id, vendor_id, limit)
@@ -208,7 +222,8 @@ async def run_errors(sync_id: SyncId, vendor_id: VendorDep, store: StoreDep, lim
 
 # ---- the books ------------------------------------------------------------------
 
-@router.get("/trial-balance", response_model=schemas.TrialBalanceView, summary="Net balance per account")
+@router.get("/trial-balance", response_model=schemas.TrialBalanceView, summary="Net balance per account",
+            operation_id="trial_balance")
 async def trial_balance(vendor_id: VendorDep, store: StoreDep):
     tb = compute_trial_balance(await blocking(store.entries.balances, vendor_id))
     chart = await blocking(store.accounts.chart, vendor_id)
@@ -216,20 +231,14 @@ async def trial_balance(vendor_id: VendorDep, store: StoreDep):
 
 
 @router.get("/entries", response_model=schemas.EntryList, summary="The journal entries of one source document",
-            responses={422: {"description": "Unknown sourceType"}})
+            operation_id="entries")
 async def entries(vendor_id: VendorDep, store: StoreDep,
                   sourceId: str = Query(..., min_length=1, max_length=2000,
                                         description="The document's _id as text, or its key as entries show it "
                                                     "(`source.key`, exact for any BSON type)"),
-                  sourceType: str | None = Query(None, description=f"{' | '.join(k.type for k in kinds())} "
-                                                                   "(or the plural step names)")):
-    source_type = None
-    if sourceType:
-        try:
-            source_type = by_name(sourceType).type
-        except UnknownKind as unknown:
-            raise HTTPException(422, detail=[{"loc": ["query", "sourceType"], "type": "enum",
-                                              "msg": str(unknown)}]) from None
+                  sourceType: schemas.SourceTypeName | None = Query(  # type: ignore[valid-type]
+                      None, description="The kind of document: its type or its step name")):
+    source_type = by_name(sourceType).type if sourceType else None
     documents: list[dict[str, Any]] = []
     for candidate in candidate_ids(sourceId):  # values only: a key never decodes to an operator
         documents = await blocking(store.entries.for_source_id, vendor_id, source_type, candidate)

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, create_model, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationInfo, create_model, field_validator
 
 from ledger.kinds import kind_steps, kinds
 
 ALL_TYPES = kind_steps()
+
+# The step names a sync can be limited to: the one list of them in the API, taken from the ledger's own, so
+# the OpenAPI enum, the validation and the error messages never disagree with what a sync runs.
+SyncTypeName = Literal[ALL_TYPES]  # type: ignore[valid-type]
+# What /entries accepts as sourceType: a document type or the plural step name of one.
+SourceTypeName = Literal[tuple(k.type for k in kinds()) + ALL_TYPES]  # type: ignore[valid-type]
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 class ErrorDetail(BaseModel):
@@ -28,22 +36,26 @@ class SyncDataRequest(BaseModel):
         "examples": [{"dateFrom": "2026-01-01", "dateTo": "2026-03-31", "types": ["sales_invoices"], "full": False}]})
 
     dateFrom: date | None = Field(default=None, description="Inclusive, on the document's own date (YYYY-MM-DD).")
-    dateTo: date | None = Field(default=None, description="Inclusive (YYYY-MM-DD); not before dateFrom.")
-    types: list[str] | None = Field(default=None, description=f"A non-empty subset of {', '.join(ALL_TYPES)}.")
-    full: bool = Field(default=False, description="Reconcile everything, detecting hard deletes.")
+    dateTo: date | None = Field(default=None, description="Inclusive (YYYY-MM-DD); not before dateFrom (the one "
+                                                          "rule the schema cannot express: 422 when it is).")
+    types: list[SyncTypeName] | None = Field(default=None, min_length=1,
+                                             description=f"A non-empty subset of {', '.join(ALL_TYPES)}.")
+    # Strict: `0`, `1` or `"true"` are not booleans, so they are refused rather than guessed.
+    full: StrictBool = Field(default=False, description="Reconcile everything, detecting hard deletes.")
     vendorId: str | None = Field(default=None, description="Optional; when given it must be the token's vendor.")
+
+    @field_validator("dateFrom", "dateTo", mode="before")
+    @classmethod
+    def _date_string(cls, value: Any) -> Any:
+        """Only a YYYY-MM-DD string is a date here (pydantic alone would take a number as a timestamp)."""
+        if value is None or (isinstance(value, str) and _ISO_DATE.fullmatch(value)):
+            return value
+        raise ValueError(f"not a date: {value!r}; use a YYYY-MM-DD string")
 
     @field_validator("types")
     @classmethod
-    def _known_types(cls, value: list[str] | None) -> list[str] | None:
-        if value is None:
-            return None
-        unknown = [t for t in value if t not in ALL_TYPES]
-        if unknown:
-            raise ValueError(f"unknown type(s) {', '.join(unknown)}; choose from {', '.join(ALL_TYPES)}")
-        if not value:
-            raise ValueError(f"choose at least one of {', '.join(ALL_TYPES)}")
-        return [t for t in ALL_TYPES if t in value]
+    def _in_step_order(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else [t for t in ALL_TYPES if t in value]
 
     @field_validator("dateTo")
     @classmethod
@@ -194,6 +206,14 @@ class EntryList(BaseModel):
     sourceType: str | None
     sourceId: str
     entries: list[EntryView]
+
+
+class DevVendors(BaseModel):
+    vendors: list[str] = Field(description="Vendors that have source documents")
+
+
+class DevToken(BaseModel):
+    token: str = Field(description="A bearer token for the vendor, signed with the server's secret")
 
 
 class Health(BaseModel):

@@ -21,7 +21,11 @@ class ConfigurationError(RuntimeError):
 class ApiSettings(Settings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
+    # `development` allows a generated local JWT secret (nothing else: the dev routes are their own switch).
     ledger_env: str = "production"
+    # `/api/dev/token` mints a token for ANY vendor without authentication (and `/api/dev/vendors` lists them):
+    # for the demo only, so it needs this explicit switch (`ledger-sync up --dev`) on top of development.
+    ledger_dev_routes: bool = False
     ledger_jwt_secret: str | None = None
     # Tokens issued by `ledger-sync token` / the dev route live this long.
     ledger_token_ttl_seconds: int = 8 * 3600
@@ -45,6 +49,15 @@ class ApiSettings(Settings):
     @property
     def is_development(self) -> bool:
         return self.ledger_env.strip().lower() in ("development", "dev")
+
+    @property
+    def dev_routes(self) -> bool:
+        """Whether the unauthenticated development routes are served; refuses them outside development."""
+        if self.ledger_dev_routes and not self.is_development:
+            raise ConfigurationError(
+                "LEDGER_DEV_ROUTES=true needs LEDGER_ENV=development: /api/dev/token hands out a token for any "
+                "vendor without authentication. Unset LEDGER_DEV_ROUTES (or use `ledger-sync up --dev` locally).")
+        return self.ledger_dev_routes
 
     @property
     def jwt_secret_file(self) -> Path:

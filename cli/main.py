@@ -38,7 +38,13 @@ def _parser() -> argparse.ArgumentParser:
 
     up = commands.add_parser("up", help="start the whole stack on this machine (database, Prefect, API)")
     up.add_argument("--port", type=int, default=4000, help="API and web UI port (default 4000)")
+    up.add_argument("--prefect-port", type=int, default=None,
+                    help="Prefect server port (default LEDGER_PREFECT_PORT, else 4200; a taken default is "
+                         "replaced by a free port, an explicit one is not)")
     up.add_argument("--no-demo", action="store_true", help="do not load demo data")
+    up.add_argument("--dev", action="store_true",
+                    help="serve the development routes: GET /api/dev/token gives a token for ANY vendor without "
+                         "authentication (the web UI's vendor picker). Demo use only")
     up.set_defaults(handler=_up)
 
     sync = commands.add_parser("sync", help="sync one vendor in the foreground")
@@ -231,7 +237,11 @@ def _token(args) -> int:
     except ConfigurationError as error:
         print(f"ledger-sync: {error}", file=sys.stderr)
         return EXIT_USAGE
-    print(issue_token(args.vendor, secret, ttl_seconds=args.ttl))
+    try:
+        print(issue_token(args.vendor, secret, ttl_seconds=args.ttl))
+    except ValueError as error:  # the API would refuse a token for it: never print one
+        print(f"ledger-sync: {error}", file=sys.stderr)
+        return EXIT_USAGE
     return 0
 
 
@@ -261,17 +271,25 @@ def _up(args) -> int:
             counts = load(client[get_settings().mongodb_db], DEMO_VENDORS, documents=400)
         print(f"demo data     {sum(counts.values())} new documents for {', '.join(DEMO_VENDORS)}", file=sys.stderr)
         for vendor in DEMO_VENDORS:
-            print(f"first sync    {vendor}: {_trigger_sync(stack.app_url, vendor)}", file=sys.stderr)
+            print(f"first sync    {vendor}: {_trigger_sync(stack.app_url, stack.token_for(vendor))}", file=sys.stderr)
 
+    prefect_port, explicit = args.prefect_port, args.prefect_port is not None
+    if prefect_port is None and os.environ.get("LEDGER_PREFECT_PORT"):
+        try:
+            prefect_port, explicit = int(os.environ["LEDGER_PREFECT_PORT"]), True
+        except ValueError:
+            print(f"ledger-sync: LEDGER_PREFECT_PORT is not a port number: {os.environ['LEDGER_PREFECT_PORT']!r}",
+                  file=sys.stderr)
+            return EXIT_USAGE
     return run_stack(port=args.port, on_ready=None if args.no_demo else load_demo_and_sync,
-                     token_vendor=DEMO_VENDORS[0] if not args.no_demo else None)
+                     prefect_port=prefect_port or 4200, prefect_port_explicit=explicit,
+                     token_vendor=DEMO_VENDORS[0] if not args.no_demo else None, dev=args.dev)
 
 
-def _trigger_sync(app_url: str, vendor: str) -> str:
+def _trigger_sync(app_url: str, token: str) -> str:
+    import urllib.error
     import urllib.request
 
-    with urllib.request.urlopen(f"{app_url}/api/dev/token?vendor={vendor}", timeout=10) as response:
-        token = json.loads(response.read())["token"]
     request = urllib.request.Request(f"{app_url}/api/ledger/sync-data", data=b"{}", method="POST",
                                      headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
     try:

@@ -28,11 +28,11 @@ log = logging.getLogger("ledger_sync.concurrency")
 
 LEASE_SECONDS = 60  # the server's minimum: a dead holder frees the slot within a minute at worst
 ACQUIRE_TIMEOUT_SECONDS = 5.0
-_SAFE = re.compile(r"^[A-Za-z0-9_.:-]{1,80}$")
+_SAFE = re.compile(r"[A-Za-z0-9_.:-]{1,80}")
 
 
 def limit_name(vendor_id: str) -> str:
-    if _SAFE.match(vendor_id):
+    if _SAFE.fullmatch(vendor_id):
         return f"ledger-vendor-{vendor_id}"
     digest = hashlib.sha256(vendor_id.encode()).hexdigest()[:16]
     return f"ledger-vendor-{re.sub(r'[^A-Za-z0-9_.-]+', '-', vendor_id)[:40]}-{digest}"

@@ -108,6 +108,7 @@ def api_settings(stack_env, **overrides):
 
     values = dict(mongodb_uri=stack_env["MONGODB_URI"], mongodb_db=stack_env["MONGODB_DB"],
                   ledger_jwt_secret=SECRET, prefect_api_url=stack_env["PREFECT_API_URL"], ledger_env="development",
+                  ledger_dev_routes=True,  # the browser tests pick their vendor in the development picker
                   ledger_home=Path(stack_env["LEDGER_HOME"]), ledger_incremental_overlap_seconds=0,
                   ledger_batch_size=BATCH_SIZE)
     values.update(overrides)

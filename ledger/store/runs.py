@@ -80,6 +80,10 @@ class RunRepository:
             query["vendorId"] = vendor_id
         return run_from_document(self.collection.find_one(query))
 
+    def active(self) -> list[SyncRun]:
+        """Every run in progress, of any vendor."""
+        return [SyncRun.model_validate(doc) for doc in self.collection.find({"active": True})]
+
     def running(self, vendor_id: str) -> SyncRun | None:
         return run_from_document(self.collection.find_one({"vendorId": vendor_id, "active": True}))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import time
 
 import jwt
@@ -45,13 +46,29 @@ def bad_tokens() -> dict[str, tuple[str | None, str]]:
         "no vendorId": ("Bearer " + jwt.encode({"exp": now + 600}, SECRET, algorithm="HS256"), "invalid_token"),
         "vendorId not a string": ("Bearer " + jwt.encode({"exp": now + 600, "vendorId": {"$ne": 1}}, SECRET,
                                                          algorithm="HS256"), "invalid_token"),
+        # `re.match` with `$` took "a\n" for a vendor id (its runs could not be reached by the REST path).
+        "vendorId with a newline": ("Bearer " + jwt.encode({"exp": now + 600, "vendorId": "a\n"}, SECRET,
+                                                           algorithm="HS256"), "invalid_token"),
+        # PyJWT alone takes a numeric string for a number: `exp` must be a JSON number.
+        "exp a string": ("Bearer " + jwt.encode({"vendorId": "v1", "exp": str(now + 600)}, SECRET, algorithm="HS256"),
+                         "invalid_token"),
+        "exp Infinity": ("Bearer " + jwt.encode({"vendorId": "v1", "exp": float("inf")}, SECRET, algorithm="HS256"),
+                         "invalid_token"),
+        "exp true": ("Bearer " + jwt.encode({"vendorId": "v1", "exp": True}, SECRET, algorithm="HS256"),
+                     "invalid_token"),
         "expired": ("Bearer " + jwt.encode({"vendorId": "v1", "exp": now - 60}, SECRET, algorithm="HS256"),
                     "token_expired"),
     }
 
 
 CASES = ["missing", "garbage", "wrong scheme", "wrong signature", "alg none", "HS512", "no exp", "no vendorId",
-         "vendorId not a string", "expired"]
+         "vendorId not a string", "vendorId with a newline", "exp a string", "exp Infinity", "exp true", "expired"]
+
+
+def test_no_token_is_issued_for_a_vendor_id_with_a_newline():
+    with pytest.raises(ValueError, match="not a valid vendor id"):
+        issue_token("a\n", SECRET)
+    assert jwt.decode(issue_token("a", SECRET), SECRET, algorithms=["HS256"])["vendorId"] == "a"
 
 
 @pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
@@ -138,6 +155,31 @@ async def test_socket_refuses_bad_tokens_with_a_code(api):
         await client.disconnect()
 
 
+@pytest.mark.parametrize("token", [["a", "b"], 42, {"token": "x"}, True, 1.5, []], ids=repr)
+async def test_a_socket_token_that_is_not_a_string_is_refused_cleanly(api, caplog, token):
+    """The connect handler called `.strip()` on whatever `auth.token` was (AttributeError, a traceback)."""
+    caplog.set_level(logging.INFO)
+    client = socketio.AsyncClient(reconnection=False)
+    refusals = []
+    client.on("connect_error", refusals.append)
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        await client.connect(api.url, auth={"token": token}, transports=["websocket"], wait_timeout=5)
+    await client.disconnect()
+    assert refusals and refusals[0]["message"] == "unauthorized", refusals
+    assert refusals[0]["data"]["code"] == "invalid_token" and "string" in refusals[0]["data"]["message"]
+    tracebacks = [record for record in caplog.records if record.exc_info or record.levelno >= logging.ERROR]
+    assert tracebacks == [], [record.getMessage() for record in tracebacks]
+
+
+async def test_a_socket_with_a_string_token_still_connects(api, new_vendor):
+    client = socketio.AsyncClient(reconnection=False)
+    await client.connect(api.url, auth={"token": token_for(new_vendor())}, transports=["websocket"], wait_timeout=5)
+    try:
+        assert (await client.call("join_vendor_room", {}, timeout=5))["ok"]
+    finally:
+        await client.disconnect()
+
+
 async def test_socket_is_disconnected_when_its_token_expires(api):
     """A token is good for a while; so is the connection it opened. Another one, with a later
     expiry, stays connected."""
@@ -174,17 +216,26 @@ async def test_socket_refusal_carries_the_code(api):
         assert payload["message"] == "unauthorized" and payload["data"]["code"] == "invalid_token"
 
 
-async def test_dev_routes_only_in_development(stack_env):
+async def test_dev_routes_only_when_switched_on_in_development(stack_env):
+    """`/api/dev/token` mints a token for any vendor: only with LEDGER_DEV_ROUTES (`up --dev`), and never
+    outside development. Development alone (a generated local secret) does not serve it."""
     import httpx
 
     from api.main import create_app
+    from api.settings import ConfigurationError
     from tests.api.conftest import api_settings
 
-    production = create_app(api_settings(stack_env, ledger_env="production"), start_bridge=False)
-    transport = httpx.ASGITransport(app=production.fastapi_app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://x") as client:
-        assert (await client.get("/api/dev/token?vendor=v1")).status_code == 404
-        assert (await client.get("/api/dev/vendors")).status_code == 404
+    async def dev_statuses(**overrides) -> tuple[int, int]:
+        app = create_app(api_settings(stack_env, **overrides), start_bridge=False)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app.fastapi_app), base_url="http://x") as client:
+            token = await client.get("/api/dev/token", params={"vendor": "v1"})
+            return token.status_code, (await client.get("/api/dev/vendors")).status_code
+
+    assert await dev_statuses(ledger_env="development", ledger_dev_routes=False) == (404, 404)
+    assert await dev_statuses(ledger_env="production", ledger_dev_routes=False) == (404, 404)
+    assert (await dev_statuses(ledger_env="development", ledger_dev_routes=True))[0] == 200
+    with pytest.raises(ConfigurationError, match="LEDGER_DEV_ROUTES=true needs LEDGER_ENV=development"):
+        create_app(api_settings(stack_env, ledger_env="production", ledger_dev_routes=True), start_bridge=False)
 
 
 def test_no_secret_outside_development_refuses_to_start(stack_env, tmp_path):
