@@ -30,6 +30,7 @@ from api.deps import SettingsDep, StoreDep
 from api.errors import http_error, validation_error
 from api.events_bridge import EventsBridge
 from api.orchestrator import Orchestrator
+from api.periods import router as periods_router
 from api.routes import router
 from api.settings import ApiSettings, ConfigurationError, get_api_settings
 from api.sockets import SYNC_ERROR, create_socket_server, emit_to_vendor
@@ -102,6 +103,7 @@ def create_app(settings: ApiSettings | None = None, *, start_bridge: bool = True
         app.add_middleware(CORSMiddleware, allow_origins=cors, allow_methods=["GET", "POST", "OPTIONS"],
                            allow_headers=["Authorization", "Content-Type"], allow_credentials=False)
     app.include_router(router)
+    app.include_router(periods_router)
     # Starlette types a handler as taking any Exception; these take the one they are registered for.
     app.add_exception_handler(RequestValidationError, validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, http_error)  # type: ignore[arg-type]

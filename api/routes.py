@@ -21,6 +21,7 @@ from api.auth import forbidden, not_found
 from api.deps import OrchestratorDep, SettingsDep, SocketsDep, StoreDep, VendorDep, blocking
 from api.errors import StrictJsonRoute
 from api.orchestrator import Orchestrator
+from api.params import AsOfDay, day
 from api.sockets import SYNC_COMPLETE, SYNC_ERROR, SYNC_PROGRESS, emit_to_vendor
 from flows.progress import run_progress_event
 from flows.runs import open_run, reopen_for_resume, run_view, summary_view
@@ -224,8 +225,11 @@ async def run_errors(sync_id: SyncId, vendor_id: VendorDep, store: StoreDep, lim
 
 @router.get("/trial-balance", response_model=schemas.TrialBalanceView, summary="Net balance per account",
             operation_id="trial_balance")
-async def trial_balance(vendor_id: VendorDep, store: StoreDep):
-    tb = compute_trial_balance(await blocking(store.entries.balances, vendor_id))
+async def trial_balance(vendor_id: VendorDep, store: StoreDep, asOf: AsOfDay = None):
+    """From the monthly balances (plus at most one month of entries for `asOf`): never re-adds the ledger."""
+    balances = await blocking(store.books.current, vendor_id) if asOf is None else \
+        await blocking(store.books.as_of, vendor_id, day(asOf))
+    tb = compute_trial_balance(balances)
     chart = await blocking(store.accounts.chart, vendor_id)
     return {**trial_balance_document(vendor_id, tb), "accounts": account_views(tb.balances, chart)}
 

@@ -79,11 +79,15 @@ class SyncConflict(BaseModel):
 
 
 class TypeStats(BaseModel):
+    """Documents `scanned`; entries posted (`synced`) and `reversed`; documents `skipped` (nothing to
+    write) and rejected (`errors`); entries booked `late` (the day after a closed period)."""
+
     scanned: int = 0
     synced: int = 0
     reversed: int = 0
     skipped: int = 0
     errors: int = 0
+    late: int = 0
 
 
 _STATS_FIELDS: dict[str, Any] = {"total": (TypeStats, ...), **{kind.step: (TypeStats, ...) for kind in kinds()}}

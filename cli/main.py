@@ -14,6 +14,7 @@ import sys
 from datetime import date
 from typing import Any
 
+from cli.books import add_commands as add_book_commands
 from flows.settings import get_settings
 from ledger.kinds import kind_steps
 
@@ -57,10 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     sync.add_argument("--json", action="store_true", help="print the final statistics as one JSON object")
     sync.set_defaults(handler=_sync)
 
-    balance = commands.add_parser("trial-balance", help="the vendor's trial balance")
-    balance.add_argument("--vendor", required=True)
-    balance.add_argument("--json", action="store_true")
-    balance.set_defaults(handler=_trial_balance)
+    add_book_commands(commands, _database)
 
     token = commands.add_parser("token", help="print a development token for a vendor")
     token.add_argument("--vendor", required=True)
@@ -196,35 +194,6 @@ class _ProgressBar:
 
     def __exit__(self, *exc):
         self.progress.stop()
-
-
-def _trial_balance(args) -> int:
-    with _database():
-        from flows.database import get_store
-        from ledger.reports import account_views, trial_balance_document
-        from ledger.verification import trial_balance
-
-        store = get_store()
-        balance = trial_balance(store.entries.balances(args.vendor))
-        accounts = account_views(balance.balances, store.accounts.chart(args.vendor))
-    document = trial_balance_document(args.vendor, balance)
-    if args.json:
-        print(json.dumps(document))
-        return 0
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"Trial balance — {args.vendor}")
-    for column in ("Code", "Account"):
-        table.add_column(column)
-    for column in ("Debit", "Credit"):
-        table.add_column(column, justify="right")
-    for key, amount in balance.balances.items():
-        table.add_row(accounts[key]["code"], f"{accounts[key]['name']} ({key})", f"{amount:,}" if amount > 0 else "",
-                      f"{-amount:,}" if amount < 0 else "")
-    table.add_row("", "Total", f"{balance.total_debit:,}", f"{balance.total_credit:,}", style="bold")
-    Console().print(table)
-    return 0
 
 
 def _token(args) -> int:

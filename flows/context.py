@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 from pydantic import BaseModel, ConfigDict
 
@@ -23,13 +23,15 @@ class SyncContext(BaseModel):
     sync_id: str
     vendor_id: str
     attempt: int
+    owner: str  # this process's claim on the attempt
     parameters: SyncParameters
     changed_since: dict[str, datetime | None]
     base_currency: str
+    closed_through: date | None = None  # nothing is booked on or before it
 
     @property
     def guard(self) -> RunGuard:
-        return RunGuard(self.sync_id, self.attempt)
+        return RunGuard(self.sync_id, self.attempt, self.owner)
 
     @property
     def reads_everything(self) -> bool:

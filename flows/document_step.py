@@ -1,9 +1,9 @@
 """A document step: for each batch of one kind's documents, plan it, write it, checkpoint it.
 
-Each batch ends with one checkpoint in the run record (position, statistics and the
-balances of what the run wrote so far), so a resumed or retried step continues after
-the last batch whose checkpoint landed; anything written past it is recognised as this
-run's own (deterministic ids, `syncId`) and counted once.
+Each batch is written in one transaction with its checkpoint in the run record (position,
+statistics and the balances of what this attempt wrote so far), so a resumed or retried
+step continues exactly after the last batch written: nothing is ever written past a
+checkpoint, and nothing is counted twice.
 """
 
 from __future__ import annotations
@@ -22,12 +22,15 @@ from flows.context import SyncCancelled, SyncContext
 from flows.database import get_store
 from flows.pipeline import BatchPipeline
 from flows.settings import get_settings
+from ledger.balances import movements
 from ledger.batch import BatchPlan, plan_batch, plan_removed_sources, removal_change, removed_source_entries
+from ledger.chain import Head, chained
 from ledger.clock import utc_now
 from ledger.entries import JournalEntry
 from ledger.kinds import SourceKind
 from ledger.sources import Rejection
 from ledger.store import SourceQuery, Store
+from ledger.store.batches import BatchWrite, write_batch
 from ledger.store.codec import balances_from_document, balances_to_document, entry_to_document
 from ledger.store.runs import field
 from ledger.sync_run import Progress, SyncRun, TypeStats
@@ -38,15 +41,15 @@ log = logging.getLogger("ledger_sync.sync")
 
 @dataclass
 class PlannedBatch:
-    """One batch, planned, waiting to be written."""
+    """One batch, planned down to the stored documents and their places in the chain, waiting to be written."""
 
     plan: BatchPlan
-    removed: list[JournalEntry]  # entries of documents gone from the source (full sync)
-    removal_reversals: list[JournalEntry]  # ... and their reversals
-    entries: list[JournalEntry]  # everything to insert: the plan's entries, then the removal reversals
-    records: list[dict[str, Any]]  # the same, as stored: built while the batch before is written
+    removal_reversals: list[JournalEntry]  # reversals of documents gone from the source (full sync)
+    entries: list[JournalEntry]  # everything to write: the plan's entries, then the removal reversals
+    records: list[dict[str, Any]]  # the same, as stored, chained after `expected_head`
+    expected_head: Head
+    new_head: Head
     posted_at: datetime
-    earlier: list[JournalEntry]  # what this run already wrote for these documents before an interruption
     phase: int
     last_id: Any
     documents: int
@@ -104,6 +107,7 @@ class DocumentStep:
         self.total: int | None = None  # once counted
         self.known_accounts: set[str] = set()
         self.id_types: set[str] = set()  # BSON types of the source ids this kind has in the ledger
+        self.head = Head()  # where the next planned batch goes in the chain
         self.reporter = progress.ProgressReporter(context.sync_id, context.vendor_id)
         self.cancelled = False  # set by the writer when the run record asks for it
 
@@ -119,6 +123,7 @@ class DocumentStep:
                             changed_since=context.changed_since.get(self.kind.step), recheck_ids=tuple(self.recheck))
         self.known_accounts = self.store.accounts.keys(context.vendor_id)
         self.id_types = self.store.vendors.posted_id_types(context.vendor_id, self.kind.type)
+        self.head = self.store.vendors.head(context.vendor_id) or Head()
         lookup = PostedLookup(self.store, context, self.kind, self.id_types)
         previous_id = self.step_record.last_id
         remaining = query.resumed(self.step_record.phase, previous_id)
@@ -146,13 +151,21 @@ class DocumentStep:
         existing, removed = lookup.existing(ids, previous_id)
         now = utc_now()
         plan = plan_batch(self.kind, documents, existing, context.parameters, context.base_currency, now,
-                          sync_id=context.sync_id)
-        reversals = plan_removed_sources(removed, now)
+                          closed_through=context.closed_through)
+        reversals = plan_removed_sources(removed, now, context.closed_through)
         entries = plan.entries + reversals
-        return PlannedBatch(plan=plan, removed=removed, removal_reversals=reversals, entries=entries,
-                            records=[entry_to_document(entry, context.sync_id, now) for entry in entries],
-                            posted_at=now, earlier=self._own(existing), phase=phase, last_id=ids[-1],
-                            documents=len(documents))
+        records, head = self._chained(entries, now)
+        planned = PlannedBatch(plan=plan, removal_reversals=reversals, entries=entries, records=records,
+                               expected_head=self.head, new_head=head, posted_at=now, phase=phase, last_id=ids[-1],
+                               documents=len(documents))
+        self.head = head
+        return planned
+
+    def _chained(self, entries: list[JournalEntry], now: datetime) -> tuple[list[dict[str, Any]], Head]:
+        unbalanced = [entry.id for entry in entries if not is_balanced(entry)]
+        if unbalanced:  # the posting rules never produce one; refuse rather than corrupt the books
+            raise LedgerInconsistent(f"refusing to post unbalanced entries: {', '.join(unbalanced[:5])}")
+        return chained([entry_to_document(entry, self.context.sync_id, now) for entry in entries], self.head)
 
     def _report_start_once_counted(self, counted: Future[int]) -> None:
         """Once the count is in, the step reports its start (before its first write)."""
@@ -161,41 +174,48 @@ class DocumentStep:
             self._report(force=True)
 
     def write(self, job: PlannedBatch) -> None:
-        """Runs on the writer thread: accounts, entries, rejections, then the checkpoint."""
-        store, context = self.store, self.context
-        self._open_accounts(job.entries)
-        written = self._insert(job.entries, job.posted_at, job.records)
-        store.rejections.record(context.sync_id, job.plan.rejections, job.posted_at)
+        """Runs on the writer thread: the batch and its checkpoint, in one transaction."""
+        self.processed += job.documents
+        stats = job.plan.stats() + TypeStats(reversed=len(job.removal_reversals),
+                                             late=sum(1 for entry in job.removal_reversals if entry.late))
+        self._count(job.entries, stats)
+        self.open_amount += job.plan.open_amount
+        self.open_change += job.plan.open_change + removal_change(job.removal_reversals, self.kind.side)
+        step = self.kind.step
+        run = self._write(job.entries, job.records, job.expected_head, job.new_head, job.posted_at,
+                          job.plan.rejections, {
+                              field("steps", step, "phase"): job.phase, field("steps", step, "last_id"): job.last_id,
+                              field("steps", step, "processed"): self.processed,
+                              field("steps", step, "total"): self.total, field("progress"): self._progress(),
+                              field("heartbeat_at"): job.posted_at})
         for rejection in job.plan.rejections:
             self._log_rejection(rejection)
-        self.processed += job.documents
         self._crash_if_told()
-        gone_ids = {entry.id for entry in job.removed}
-        removed_earlier = [entry for entry in job.earlier if entry.reversal_of in gone_ids]
-        batch_stats = job.plan.stats(written) + TypeStats(
-            reversed=sum(1 for entry in job.removal_reversals if entry.id in written) + len(removed_earlier))
-        self._count([entry for entry in job.entries if entry.id in written] + job.earlier, batch_stats)
-        self.open_amount += job.plan.open_amount
-        self.open_change += job.plan.open_change + removal_change(job.removed, self.kind.side, context.sync_id)
-        step = self.kind.step
-        run = store.runs.update(context.guard, {
-            field("steps", step, "phase"): job.phase, field("steps", step, "last_id"): job.last_id,
-            field("steps", step, "processed"): self.processed, field("steps", step, "total"): self.total,
-            **self._totals(), field("progress"): self._progress(), field("heartbeat_at"): job.posted_at,
-        })
         if run is not None and run.cancel_requested:
             self.cancelled = True
         self._report()
 
+    def _write(self, entries: list[JournalEntry], records: list[dict[str, Any]], expected: Head, new: Head,
+               posted_at: datetime, rejections: list[Rejection], checkpoint: dict[str, Any]) -> SyncRun | None:
+        accounts = {line.account for entry in entries for line in entry.lines} - self.known_accounts
+        id_types = {type(entry.source.id).__name__ for entry in entries} - self.id_types
+        run = write_batch(self.store, BatchWrite(
+            vendor_id=self.context.vendor_id, guard=self.context.guard, checkpoint={**checkpoint, **self._totals()},
+            entries=records, expected_head=expected, new_head=new, movements=movements(entries),
+            new_accounts=accounts, rejections=rejections, source_type=self.kind.type, new_id_types=id_types,
+            posted_at=posted_at))
+        self.known_accounts |= accounts
+        self.id_types |= id_types
+        return run
+
     def _crash_if_told(self) -> None:
-        """Test hook (`LEDGER_CRASH_AFTER_DOCUMENTS`): die hard after writing a batch, before its checkpoint."""
+        """Test hook (`LEDGER_CRASH_AFTER_DOCUMENTS`): die hard once that many documents are written."""
         if self.crash_after is not None and self.processed >= self.crash_after:
             os.kill(os.getpid(), signal.SIGKILL)
 
     def _reverse_hard_deletes(self, by_range: bool, last_id: Any) -> None:
         """Full sync: reverse what the ledger holds for documents gone from the source."""
         store, context, kind = self.store, self.context, self.kind
-        now = utc_now()
         if by_range and last_id is not None:
             # Ranges only reached ids of the type read: enough unless the ledger holds others.
             by_range = self.id_types <= {type(last_id).__name__}
@@ -209,36 +229,19 @@ class DocumentStep:
                 if missing:
                     gone.append(store.entries.for_sources(context.vendor_id, kind.type, missing))
         for existing in gone:
-            reversals = plan_removed_sources(existing, now)
-            written = self._insert(reversals, now)
-            own = [entry for entry in self._own(existing) if entry.reversal_of]
-            new = [entry for entry in reversals if entry.id in written]
-            self._count(new + own, TypeStats(reversed=len(new) + len(own)))
-            self.open_change += removal_change(existing, kind.side, context.sync_id)
+            now = utc_now()
+            reversals = plan_removed_sources(existing, now, context.closed_through)
+            if not reversals:
+                continue
+            records, head = self._chained(reversals, now)
+            self._count(reversals, TypeStats(reversed=len(reversals), late=sum(1 for e in reversals if e.late)))
+            self.open_change += removal_change(reversals, kind.side)
+            self._write(reversals, records, self.head, head, now, [], {field("heartbeat_at"): now})
+            self.head = head
         store.runs.update(context.guard, {**self._totals(), field("steps", kind.step, "deletes_checked"): True})
 
-    def _insert(self, entries: list[JournalEntry], now: datetime,
-                records: list[dict[str, Any]] | None = None) -> set[str]:
-        unbalanced = [entry.id for entry in entries if not is_balanced(entry)]
-        if unbalanced:  # the posting rules never produce one; refuse rather than corrupt the books
-            raise LedgerInconsistent(f"refusing to post unbalanced entries: {', '.join(unbalanced[:5])}")
-        new_kinds = {type(entry.source.id).__name__ for entry in entries} - self.id_types
-        if new_kinds:  # recorded first, so a crash right after the insert cannot lose them
-            self.store.vendors.note_id_types(self.context.vendor_id, self.kind.type, new_kinds)
-            self.id_types |= new_kinds
-        return self.store.entries.insert(entries, self.context.sync_id, now, records).inserted_ids
-
-    def _open_accounts(self, entries: list[JournalEntry]) -> None:
-        new_accounts = {line.account for entry in entries for line in entry.lines} - self.known_accounts
-        if new_accounts:
-            self.store.accounts.open(self.context.vendor_id, new_accounts)
-            self.known_accounts |= new_accounts
-
-    def _own(self, existing: list[JournalEntry]) -> list[JournalEntry]:
-        return [entry for entry in existing if entry.sync_id == self.context.sync_id]
-
     def _count(self, posted: list[JournalEntry], stats: TypeStats) -> None:
-        """Add what this run put in the ledger to its statistics and its running balances."""
+        """Add what this run writes to its statistics and to the balances of what this attempt wrote."""
         self.stats = self.stats.with_type(self.kind.step, self.type_stats + stats)
         self.delta = self.delta.plus(balances_of(posted))
         self.written += len(posted)
@@ -266,4 +269,3 @@ class DocumentStep:
 def _same_bson_type(previous_id: Any, ids: list[Any]) -> bool:
     kinds = {type(source_id) for source_id in ids} | ({type(previous_id)} if previous_id is not None else set())
     return len(kinds) == 1
-

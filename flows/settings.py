@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     ledger_stale_after_seconds: int = 60
     # Test hook: stop the process hard after this many documents (resume tests).
     ledger_crash_after_documents: int | None = None
+    # How many entries of the chain each sync re-verifies beyond what it wrote (a rolling window:
+    # over syncs the whole chain is walked again, at a constant cost per sync).
+    ledger_verify_window: int = 2000
     # Hold the per-vendor Prefect global concurrency limit `ledger-vendor-<id>` while a sync runs.
     ledger_vendor_concurrency_limit: bool = True
 

@@ -11,13 +11,14 @@ entry ids make any overlap a no-op.
 from __future__ import annotations
 
 import logging
+import uuid
 from decimal import Decimal
 from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.context import get_run_context
-from pymongo.errors import ConnectionFailure, ExecutionTimeout, PyMongoError
+from pymongo.errors import ConnectionFailure, CursorNotFound, ExecutionTimeout, PyMongoError
 
 from flows import progress
 from flows.concurrency import vendor_slot
@@ -25,12 +26,17 @@ from flows.context import SyncCancelled, SyncContext
 from flows.database import get_store
 from flows.deployments import FLOW_NAME
 from flows.document_step import DocumentStep
+from flows.periods import moved_closes
 from flows.runs import Heartbeat, open_run, reopen_for_resume, summary_view
 from flows.settings import get_settings
+from flows.verify import describe as describe_chain
+from flows.verify import head_problem, link_head, prepare_ledger, verify_chain
+from ledger.chain import ChainReport, Head
 from ledger.clock import utc_now
 from ledger.entries import ZERO
 from ledger.kinds import Side, by_step, kinds
-from ledger.store import EntryIdCollision, Fenced, Store
+from ledger.store import EntryIdCollision, Fenced, Store, Written
+from ledger.store.batches import ChainMoved
 from ledger.store.codec import balances_from_document, balances_to_document
 from ledger.store.runs import field, progress_changes
 from ledger.sync_run import (
@@ -53,10 +59,12 @@ def is_transient(task: Any, task_run: Any, state: Any) -> bool:
     """Retry when the database went away or timed out; never otherwise (validation problems are data)."""
     try:
         state.result(raise_on_failure=True)
-    except (ConnectionFailure, ExecutionTimeout):  # refused, reset, no server, operation timed out
+    # refused, reset, no server, operation timed out; a read cursor the server lost when it restarted
+    except (ConnectionFailure, ExecutionTimeout, CursorNotFound):
         return True
     except PyMongoError as error:
-        return bool(error.timeout or error.has_error_label("RetryableWriteError"))
+        return bool(error.timeout or error.has_error_label("RetryableWriteError")
+                    or error.has_error_label("TransientTransactionError"))
     except Exception:  # noqa: BLE001 - everything else is not transient
         return False
     return False
@@ -69,35 +77,82 @@ STEP_RETRIES: dict[str, Any] = {"retries": len(RETRY_DELAYS), "retry_delay_secon
 
 @task(name=CHECK_EXISTING, **STEP_RETRIES)
 def check_existing(context: SyncContext) -> dict[str, Any]:
-    """Verify the books as they are before writing anything: every entry balances,
-    the trial balance nets to zero.
+    """Verify the books as they are before this attempt writes anything.
 
-    Entries are append-only, so when nothing was posted since the last completed
-    sync sealed its (verified) totals, those totals stand; a full sync always
-    re-adds everything on the server.
+    The end of the hash chain is checked (two index reads), then the part of the chain the
+    last seal did not cover, and a rolling window of the rest, so every sync costs the same
+    whatever the size of the ledger and, over syncs, the whole chain is re-verified; a full
+    sync walks all of it and re-adds every entry on the server. The books this attempt
+    starts from are the seal plus what was written since, and the monthly balances must add
+    up to them. Any problem refuses to write, telling the operator to run `verify`.
     """
     store = get_store()
+    vendor = context.vendor_id
     run = _start_step(context, CHECK_EXISTING)
-    if run is None:  # resumed: the books were checked before this run wrote anything
+    if run is None:  # a retried task: this attempt checked the books already
         again = store.runs.get(context.sync_id)
         return (again.ledger_at_start if again else None) or {}
-    seal = store.runs.latest_seal(context.vendor_id)
-    sealed = seal.ledger if seal is not None else None
-    if sealed and not context.parameters.full and sealed["runNumber"] == run.run_number - 1:
-        balances, unbalanced, count = balances_from_document(sealed["balances"]), 0, sealed["entries"]
-        basis = f"sealed by {sealed['syncId']}"
+    head = prepare_ledger(store, vendor)
+    problem = head_problem(store, vendor, head)
+    if problem:
+        _refuse(vendor, problem)
+    seal = store.runs.latest_seal(vendor)
+    sealed = seal.ledger if seal is not None and seal.ledger and "seq" in seal.ledger else None
+    if context.parameters.full or sealed is None or sealed["seq"] > head.seq:
+        report = verify_chain(store, vendor, through=head.seq)
+        _refuse_unless_ok(vendor, report)
+        if store.entries.count(vendor) != head.seq:
+            _refuse(vendor, "the ledger holds entries that are not in its chain")
+        balances, basis, verified = store.entries.balances(vendor), "recomputed", head.seq
+        monthly = store.books.current(vendor)
+        if describe_differences(monthly, balances):
+            store.balances.replace(vendor, store.entries.monthly_movements(vendor))
+            get_run_logger().warning("vendor=%s sync=%s: monthly balances did not add up to the entries; rebuilt",
+                                     vendor, context.sync_id)
     else:
-        balances, unbalanced, count = _recount(store, context.vendor_id)
-        basis = "recomputed"
+        since_seal = Head(seq=sealed["seq"], hash=sealed["hash"])
+        _refuse_unless_ok(vendor, verify_chain(store, vendor, after=since_seal, through=head.seq))
+        verified = _verify_window(store, vendor, int(sealed.get("verifiedThrough", 0)), head)
+        balances = balances_from_document(sealed["balances"]).plus(store.entries.written_after(vendor,
+                                                                                                sealed["seq"]).balances)
+        basis = f"sealed by {sealed['syncId']}"
+        mismatch = describe_differences(store.books.current(vendor), balances)
+        if mismatch:
+            _refuse(vendor, f"the monthly balances do not add up to the books ({mismatch})")
     net = sum(balances.debits.values(), ZERO) - sum(balances.credits.values(), ZERO)
-    if unbalanced or net:
-        raise LedgerInconsistent(
-            f"the existing ledger does not balance ({unbalanced} unbalanced entries, net {net}); "
-            "nothing was written — investigate before syncing")
-    at_start = {"entries": count, "balances": balances_to_document(balances), "basis": basis}
-    _finish_step(context, CHECK_EXISTING, run, {field("ledger_at_start"): at_start},
-                 message=f"{count:,} entries already posted, books balanced")
+    if net:
+        _refuse(vendor, f"the existing ledger does not balance (net {net})")
+    at_start = {"seq": head.seq, "hash": head.hash, "entries": head.seq, "balances": balances_to_document(balances),
+                "basis": basis, "verifiedThrough": verified}
+    # What this attempt writes is counted from here (what earlier attempts wrote is in the books above).
+    _finish_step(context, CHECK_EXISTING, run, {
+        field("ledger_at_start"): at_start, field("ledger_delta"): {}, field("entries_written"): 0,
+        field("open_change"): {}, field("open_amounts"): {}}, message=f"{head.seq:,} entries already posted, "
+                                                                     "books balanced and their chain verified")
     return at_start
+
+
+def _verify_window(store: Store, vendor_id: str, verified_through: int, head: Head) -> int:
+    """Verify the next stretch of the chain after `verified_through` (from its start once the end
+    was reached); where the next sync goes on from."""
+    window = get_settings().ledger_verify_window
+    start = 0 if verified_through >= head.seq else verified_through
+    after = link_head(store, vendor_id, start)
+    if after is None:
+        _refuse(vendor_id, f"place {start} of the chain is missing")
+    through = min(head.seq, start + window)
+    _refuse_unless_ok(vendor_id, verify_chain(store, vendor_id, after=after, through=through))
+    return through
+
+
+def _refuse_unless_ok(vendor_id: str, report: ChainReport) -> None:
+    if not report.ok:
+        _refuse(vendor_id, describe_chain(report))
+
+
+def _refuse(vendor_id: str, problem: str) -> None:
+    raise LedgerInconsistent(f"the books of {vendor_id} do not verify: {problem}. Nothing was written; run "
+                             f"`ledger-sync verify --vendor {vendor_id}` and investigate before syncing")
 
 
 @task(name="sync_documents", task_run_name="{step}", **STEP_RETRIES)
@@ -124,41 +179,45 @@ def sync_documents(context: SyncContext, step: str) -> dict[str, Any]:
 def complete(context: SyncContext) -> dict[str, Any]:
     """Final verification and statistics, on what the database holds.
 
-    The server adds up the entries carrying this sync's id (one aggregation on an
-    index); they must be what the sync meant to write, and with the books before the
-    sync the trial balance must net to zero. The receivable and payable accounts must
-    equal the open balances of the documents behind them: a run that read every
-    document added those up on the way; any other carries the books' figures before it
-    plus the change of the documents it read. Any difference fails the sync, naming the
-    account and the amount. The result is sealed for the next sync.
+    The server adds up the entries this attempt placed in the chain (one aggregation on an
+    index), and, for a first attempt, those carrying this sync's id: both must be what the
+    sync meant to write, and the chain head must have moved by exactly that many entries.
+    With the books the attempt started from, the trial balance must net to zero and the
+    monthly balances add up to it. The receivable and payable accounts must equal the open
+    balances of the documents behind them: a first attempt that read every document added
+    them up on the way; any other carries the books' figures before it plus the change of
+    the documents it read. The trial balance as of every closed date must not have moved.
+    Any difference fails the sync, naming the account and the amount. The result is sealed.
     """
     store = get_store()
+    vendor = context.vendor_id
     run = _start_step(context, COMPLETE, unless_completed=False)
     assert run is not None and run.ledger_at_start is not None
     start = run.ledger_at_start
-    written = store.entries.written_by(context.vendor_id, context.sync_id)
+    written = store.entries.written_after(vendor, start["seq"])
     meant = balances_from_document(run.ledger_delta)
-    mismatch = describe_differences(written.balances, meant)
-    if mismatch or written.entries != run.entries_written:
-        raise LedgerInconsistent(
-            f"the ledger does not hold what this sync wrote ({written.entries} entries carry its id, it wrote "
-            f"{run.entries_written}){': ' + mismatch if mismatch else ''}. Something else changed ledger_entries "
-            "during the sync: run `ledger-sync sync --full` once it is explained")
+    _fail_unless_same(written, meant, run.entries_written, "entries placed in the chain by this sync")
     if run.attempts == 1:
-        before = balances_from_document(start["balances"])
-        unbalanced, count = written.unbalanced, start["entries"] + written.entries
-    else:  # other runs may have written between this run's attempts: take the books as they are
-        everything, unbalanced, count = _recount(store, context.vendor_id)
-        before = everything.minus(written.balances)
-    balances = before.plus(written.balances)
-    receivable, payable = _open_documents(context, run, before)
-    verification = verify(balances, unbalanced, receivable, payable)
+        _fail_unless_same(store.entries.written_by(vendor, context.sync_id), meant, run.entries_written,
+                          "entries carrying this sync's id")
+    head = store.vendors.head(vendor) or Head()
+    if head.seq != start["seq"] + written.entries:
+        raise LedgerInconsistent(f"the chain head is at {head.seq}, but this sync started at {start['seq']} and "
+                                 f"wrote {written.entries} entries")
+    balances = balances_from_document(start["balances"]).plus(written.balances)
+    mismatch = describe_differences(store.books.current(vendor), balances)
+    if mismatch:
+        raise LedgerInconsistent(f"the monthly balances do not add up to the books after the sync: {mismatch}")
+    receivable, payable = _open_documents(context, run, balances_from_document(start["balances"]))
+    verification = verify(balances, written.unbalanced, receivable, payable)
     report = _verification_document(verification)
-    if not verification.ok:
-        store.runs.update(context.guard, {field("verification"): report})
-        raise LedgerInconsistent("the books do not verify after the sync: " + describe_failure(verification))
-    seal = {"syncId": context.sync_id, "runNumber": run.run_number, "entries": count,
-            "balances": balances_to_document(balances)}
+    problems = ([describe_failure(verification)] if not verification.ok else []) + moved_closes(store, vendor)
+    if problems:
+        store.runs.update(context.guard, {field("verification"): {**report, "ok": False}})
+        raise LedgerInconsistent("the books do not verify after the sync: " + "; ".join(problems))
+    seal = {"syncId": context.sync_id, "runNumber": run.run_number, "seq": head.seq, "hash": head.hash,
+            "entries": head.seq, "balances": balances_to_document(balances),
+            "verifiedThrough": start.get("verifiedThrough", 0)}
     _finish_step(context, COMPLETE, run, {field("verification"): report, field("ledger"): seal,
                                           field("documents_open"): {"receivable": str(receivable),
                                                                     "payable": str(payable)}},
@@ -166,24 +225,25 @@ def complete(context: SyncContext) -> dict[str, Any]:
     return report
 
 
+def _fail_unless_same(written: Written, meant: Balances, entries: int, what: str) -> None:
+    mismatch = describe_differences(written.balances, meant)
+    if mismatch or written.entries != entries or written.unbalanced:
+        raise LedgerInconsistent(
+            f"the ledger does not hold what this sync wrote: {written.entries} {what}, it wrote {entries}"
+            f"{'; ' + mismatch if mismatch else ''}{f'; {written.unbalanced} unbalanced' if written.unbalanced else ''}"
+            ". Something else changed ledger_entries during the sync: run `ledger-sync verify` once it is explained")
+
+
 def _open_documents(context: SyncContext, run: SyncRun, before: Balances) -> tuple[Decimal, Decimal]:
     """Open receivables and payables per the source documents (see `complete`)."""
+    absolute = context.reads_everything and run.attempts == 1
     totals = {Side.RECEIVABLE: ZERO, Side.PAYABLE: ZERO}
     for kind in kinds():
-        if context.reads_everything:
-            totals[kind.side] += Decimal(run.open_amounts.get(kind.step, "0"))
-        else:
-            totals[kind.side] += Decimal(run.open_change.get(kind.step, "0"))
-    if not context.reads_everything:
+        totals[kind.side] += Decimal((run.open_amounts if absolute else run.open_change).get(kind.step, "0"))
+    if not absolute:
         for side in totals:
             totals[side] += side.open_balance(before.balance(side.control_account))
     return totals[Side.RECEIVABLE], totals[Side.PAYABLE]
-
-
-def _recount(store: Store, vendor_id: str) -> tuple[Balances, int, int]:
-    """Balances, unbalanced entries and entry count, added up by the server from every entry."""
-    summary = store.entries.summary(vendor_id)
-    return store.entries.balances(vendor_id), summary["unbalanced"], summary["entries"]
 
 
 @flow(name=FLOW_NAME, log_prints=False)
@@ -212,14 +272,21 @@ def sync_vendor_ledger(vendor_id: str, date_from: str | None = None, date_to: st
                 return summary_view(found)  # this very flow run was already settled (cancelled before it started)
             found = reopen_for_resume(store, sync_id, vendor_id)
         run = found
-    context = SyncContext(sync_id=run.sync_id, vendor_id=vendor_id, attempt=run.attempts,
+    owner = uuid.uuid4().hex
+    claimed = store.runs.claim(run.sync_id, run.attempts, owner, _flow_run_id(), utc_now())
+    if claimed is None:  # another process took this attempt first (a start delivered twice): leave it to it
+        logger.warning("sync %s attempt %d of vendor %s is run by another process; this one does nothing",
+                       run.sync_id, run.attempts, vendor_id)
+        current = store.runs.get(run.sync_id)
+        return summary_view(current or run)
+    context = SyncContext(sync_id=run.sync_id, vendor_id=vendor_id, attempt=run.attempts, owner=owner,
                           parameters=run.sync_parameters, changed_since=run.since,
-                          base_currency=store.vendors.base_currency(vendor_id, settings.ledger_base_currency))
+                          base_currency=store.vendors.base_currency(vendor_id, settings.ledger_base_currency),
+                          closed_through=store.vendors.closed_through(vendor_id))
     heartbeat = Heartbeat(store, context.guard, every_seconds=max(1.0, settings.ledger_stale_after_seconds / 4))
     with vendor_slot(vendor_id, enabled=settings.ledger_vendor_concurrency_limit), heartbeat:
         try:
-            store.runs.update(context.guard, {field("state"): RunState.RUNNING, field("flow_run_id"): _flow_run_id(),
-                                              field("heartbeat_at"): utc_now()})
+            store.runs.update(context.guard, {field("state"): RunState.RUNNING, field("heartbeat_at"): utc_now()})
             logger.info("sync started vendor=%s sync=%s parameters=%s", vendor_id, context.sync_id,
                         context.parameters.as_document())
             check_existing(context)
@@ -316,7 +383,7 @@ def _explain(error: Exception) -> str:
     if isinstance(error, ConnectionFailure | ExecutionTimeout) or getattr(error, "timeout", False):
         return ("The database could not be reached and retries ran out. Check that MongoDB is up, "
                 "then resume this sync.")
-    if isinstance(error, LedgerInconsistent | EntryIdCollision):
+    if isinstance(error, LedgerInconsistent | EntryIdCollision | ChainMoved):
         return str(error)
     return f"{type(error).__name__}: {error}"
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -24,35 +24,27 @@ from ledger.sync_run import SyncParameters, TypeStats
 @dataclass
 class BatchPlan:
     plans: dict[str, Plan] = field(default_factory=dict)  # by source id key
-    # Entries this same sync wrote in an attempt that failed before its checkpoint
-    # (a retried task, a resumed run): already posted, still this sync's work.
-    earlier: dict[str, list[JournalEntry]] = field(default_factory=dict)
     rejections: list[Rejection] = field(default_factory=list)
     scanned: int = 0
     # What the batch's documents leave open on their kind's control account; a rejected
     # document counts as the ledger holds it.
     open_amount: Decimal = ZERO
     # How much the sync moves that control account for these documents: what they leave
-    # open after it less what the ledger held for them without this sync's own entries.
+    # open after it less what the ledger held for them.
     open_change: Decimal = ZERO
 
     @property
     def entries(self) -> list[JournalEntry]:
         return [entry for plan in self.plans.values() for entry in plan.entries]
 
-    def stats(self, inserted_ids: set[str]) -> TypeStats:
-        """Counts once the entries are written: what another writer (or an earlier
-        attempt of this batch) already wrote counts as skipped, not synced."""
+    def stats(self) -> TypeStats:
+        """Counts of a batch once written (a batch is written whole or not at all)."""
         stats = TypeStats(scanned=self.scanned, errors=len(self.rejections))
-        for key, plan in self.plans.items():
-            earlier = self.earlier.get(key, [])
-            postings = sum(1 for entry in plan.postings if entry.id in inserted_ids)
-            postings += sum(1 for entry in earlier if entry.reversal_of is None)
-            reversals = sum(1 for entry in plan.reversals if entry.id in inserted_ids)
-            reversals += sum(1 for entry in earlier if entry.reversal_of is not None)
-            stats.synced += postings
-            stats.reversed += reversals
-            if postings == 0 and reversals == 0:
+        for plan in self.plans.values():
+            stats.synced += len(plan.postings)
+            stats.reversed += len(plan.reversals)
+            stats.late += sum(1 for entry in plan.entries if entry.late)
+            if plan.is_empty:
                 stats.skipped += 1
         return stats
 
@@ -66,9 +58,9 @@ def control_balance(entries: list[JournalEntry], side: Side) -> Decimal:
 
 def plan_batch(kind: SourceKind, raw_documents: list[dict[str, Any]], existing: list[JournalEntry],
                parameters: SyncParameters, base_currency: str, sync_time: datetime,
-               sync_id: str | None = None) -> BatchPlan:
+               closed_through: date | None = None) -> BatchPlan:
     """Validate, post and reconcile every document of a batch against the existing entries
-    (`sync_id` is the sync doing it, to recognise what it already wrote)."""
+    (nothing is booked on or before `closed_through`)."""
     existing_by_source = _by_source(existing)
     batch = BatchPlan()
     for raw in raw_documents:
@@ -78,16 +70,16 @@ def plan_batch(kind: SourceKind, raw_documents: list[dict[str, Any]], existing: 
         batch.scanned += 1
         key = id_key(document.id)
         held = existing_by_source.get(key, [])
-        before = control_balance([entry for entry in held if sync_id is None or entry.sync_id != sync_id], kind.side)
+        before = control_balance(held, kind.side)
         if isinstance(document, Rejection):
             batch.rejections.append(document)
-            after = control_balance(held, kind.side)
+            after = before
         else:
             after = ZERO if isinstance(document, Withdrawn) else kind.open_amount(document)
-            if sync_id is not None:
-                batch.earlier[key] = [entry for entry in held if entry.sync_id == sync_id]
+            withdrawn = document.reason if isinstance(document, Withdrawn) else None
             drafts = [] if isinstance(document, Withdrawn) else kind.drafts_of(document)
-            batch.plans[key] = plan_document(drafts, held, reversal_date=document.updated_at or sync_time)
+            batch.plans[key] = plan_document(drafts, held, reversal_date=document.updated_at or sync_time,
+                                             withdrawn=withdrawn, closed_through=closed_through)
         batch.open_amount += after
         batch.open_change += after - before
     return batch
@@ -112,17 +104,18 @@ def removed_source_entries(existing: list[JournalEntry], present_ids: list[Any])
     return [entry for entry in existing if id_key(entry.source.id) not in present]
 
 
-def removal_change(removed: list[JournalEntry], side: Side, sync_id: str) -> Decimal:
-    """How much reversing documents gone from the source moves their control account: all
-    they held without this sync's own entries goes (what it already reversed is its own)."""
-    return -control_balance([entry for entry in removed if entry.sync_id != sync_id], side)
+def removal_change(reversals: list[JournalEntry], side: Side) -> Decimal:
+    """How much reversing documents gone from the source moves their control account."""
+    return control_balance(reversals, side)
 
 
-def plan_removed_sources(existing: list[JournalEntry], sync_time: datetime) -> list[JournalEntry]:
+def plan_removed_sources(existing: list[JournalEntry], sync_time: datetime,
+                         closed_through: date | None = None) -> list[JournalEntry]:
     """Reversals for documents gone from the source collection (hard deletes)."""
     reversals: list[JournalEntry] = []
     for entries in _by_source(existing).values():
-        reversals.extend(plan_document((), entries, reversal_date=sync_time).reversals)
+        reversals.extend(plan_document((), entries, reversal_date=sync_time, withdrawn="deleted",
+                                       closed_through=closed_through).reversals)
     return reversals
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -35,8 +36,9 @@ class Line(BaseModel):
 class SourceRef(BaseModel):
     """Ties an entry to what it was posted from: vendor, type and `_id`, never the number.
 
-    `party` (customer, supplier, expense category) is what the reports group by; it
-    is not posting-relevant."""
+    `party` (customer, supplier, expense category) is what the reports group by, and
+    `basis` the posting-relevant values the entry was posted from (a reversal of a
+    changed document names the ones that changed); neither is part of the fingerprint."""
 
     model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
 
@@ -46,6 +48,7 @@ class SourceRef(BaseModel):
     payment_id: Any = None
     document_date: datetime | None = None
     party: Party | None = None
+    basis: dict[str, str] | None = None
 
 
 def unit_of(vendor_id: str, source: SourceRef) -> str:
@@ -71,16 +74,28 @@ class EntryDraft(BaseModel):
         return fingerprint(self.date, self.lines)
 
 
+class ReversalReason(StrEnum):
+    VOIDED = "voided"
+    CANCELLED = "cancelled"
+    DELETED = "deleted"
+    CHANGED = "changed"
+    PAYMENT_REMOVED = "payment removed"
+    MOVED = "moved out of a closed period"  # a late entry posted again at its own date once reopened
+
+
 class JournalEntry(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     id: str
     vendor_id: str
-    date: datetime
+    date: datetime  # when it is booked: its own date, or the day after a closed period (then `late`)
     source: SourceRef
     lines: tuple[Line, ...]
-    fingerprint: str
+    fingerprint: str  # of the date the rules gave it, so a late entry still matches its draft
     reversal_of: str | None = None
+    reason: ReversalReason | None = None  # why a reversal was written
+    changed: tuple[str, ...] = ()  # for a `changed` reversal: the posting-relevant fields that changed
+    late: bool = False
     sync_id: str | None = None  # the sync that posted it, once it is in the ledger
 
     @property

@@ -13,16 +13,26 @@ from decimal import Decimal
 from typing import Any
 
 from ledger import accounts as acc
+from ledger.chain import iso_millis
 from ledger.entries import ZERO, EntryDraft, Line, SourceRef
 from ledger.sources import SourceDocument
 
 
-def draft(document: SourceDocument, date: datetime, lines: list[Line], payment_id: Any = None) -> EntryDraft:
-    """One posting unit's entry as the document wants it now (zero lines left out)."""
+def draft(document: SourceDocument, date: datetime, lines: list[Line], payment_id: Any = None,
+          basis: dict[str, Any] | None = None) -> EntryDraft:
+    """One posting unit's entry as the document wants it now (zero lines left out). `basis`: the
+    posting-relevant values it comes from, by the names the app's documents use."""
     source = SourceRef(type=document.type, id=document.id, number=document.number, payment_id=payment_id,
-                       document_date=document.date, party=document.party)
+                       document_date=document.date, party=document.party,
+                       basis=None if basis is None else {name: _text(value) for name, value in basis.items()})
     kept = tuple(line for line in lines if line.debit != ZERO or line.credit != ZERO)
     return EntryDraft(vendor_id=document.vendor_id, date=date, source=source, lines=kept)
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, datetime):
+        return iso_millis(value)
+    return "" if value is None else str(value)
 
 
 def settlement(amount: Decimal, debit: str, credit: str) -> list[Line]:

@@ -102,6 +102,7 @@ class TypeStats(BaseModel):
     reversed: int = 0
     skipped: int = 0
     errors: int = 0
+    late: int = 0  # entries booked the day after a closed period instead of on their own date
 
     def __add__(self, other: TypeStats) -> TypeStats:
         return TypeStats(**{name: getattr(self, name) + getattr(other, name) for name in TypeStats.model_fields})
@@ -223,6 +224,7 @@ class SyncRun(_Stored):
     attempts: int = 1
     run_number: int = 0
     active: bool = False
+    owner: str | None = None  # the process that claimed this attempt
     cancel_requested: bool = False
     ledger_at_start: dict[str, Any] | None = None
     ledger_delta: dict[str, Any] = Field(default_factory=dict)

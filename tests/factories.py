@@ -127,10 +127,33 @@ def assert_books_balance(db, store, vendor="v1") -> None:
     assert sum(net(store, vendor).values(), D(0)) == 0
 
 
+SPEC_COUNTERS = ("scanned", "synced", "reversed", "skipped", "errors")
+
+
 def stats(summary: dict, kind: str = "total") -> dict:
-    return summary["stats"][kind]
+    """The SPEC §5 counters of a sync (`late`, beside them, has its own assertions)."""
+    counts = summary["stats"][kind]
+    assert set(SPEC_COUNTERS) <= set(counts), counts
+    return {name: counts[name] for name in SPEC_COUNTERS}
 
 
 def errors(db, sync_id: str | None = None) -> list[dict]:
     query = {} if sync_id is None else {"syncId": sync_id}
     return list(db.ledger_sync_errors.find(query))
+
+
+# ---- faults and edits while a sync writes -------------------------------------------
+
+def after_each_batch(monkeypatch, hook) -> None:
+    """Call `hook(batch)` right after each batch a sync writes has committed (a `BatchWrite`:
+    `.source_type`, `.entries` as stored, ...); `monkeypatch.undo()` or the test's end restores."""
+    import flows.document_step as document_step
+
+    original = document_step.write_batch
+
+    def write_then_hook(store, batch):
+        run = original(store, batch)
+        hook(batch)
+        return run
+
+    monkeypatch.setattr(document_step, "write_batch", write_then_hook)

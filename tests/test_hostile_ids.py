@@ -14,7 +14,19 @@ from hypothesis import strategies as st
 
 from flows import progress
 from ledger.ids import id_key, posting_id, rejection_id, reversal_id, unit_key, value_of_key
-from tests.factories import D, assert_books_balance, entries, expense, insert, net, payment, purchase, sales, stats
+from tests.factories import (
+    D,
+    after_each_batch,
+    assert_books_balance,
+    entries,
+    expense,
+    insert,
+    net,
+    payment,
+    purchase,
+    sales,
+    stats,
+)
 
 OID = ObjectId("65f1c2a0b1d2e3f405162738")
 EVERY_KIND_OF_ID = [
@@ -95,23 +107,19 @@ def test_an_entry_id_taken_by_another_posting_fails_the_sync_instead_of_counting
 
 def test_entries_removed_behind_the_syncs_back_fail_it_loudly_and_tell_the_room(db, store, sync, monkeypatch):
     """The check in `complete` is on what the database holds, not on what the sync meant to write."""
-    from ledger.store.entries import EntryStore
+    from flows.database import reset_clients
 
     monkeypatch.setenv("LEDGER_BATCH_SIZE", "2")
-    from flows.database import reset_clients
     reset_clients()
     insert(db, "salesinvoices", *[sales(f"S{n}", subtotal=f"{n}0.00") for n in range(1, 7)])
-    original = EntryStore.insert
-    calls = {"n": 0}
+    batches = []
 
-    def insert_then_tamper(self, *args, **kwargs):
-        result = original(self, *args, **kwargs)
-        calls["n"] += 1
-        if calls["n"] == 2:  # between two batches, someone deletes an entry of the first one
-            self.collection.delete_one({"source.id": "S1"})
-        return result
+    def tamper(batch):  # between two batches, someone deletes an entry of the first one
+        batches.append(batch)
+        if len(batches) == 2:
+            db.ledger_entries.delete_one({"source.id": "S1"})
 
-    monkeypatch.setattr(EntryStore, "insert", insert_then_tamper)
+    after_each_batch(monkeypatch, tamper)
     heard: list[tuple[str, dict]] = []
 
     def listener(event: str, payload: dict) -> None:
@@ -134,19 +142,11 @@ def test_the_cli_exits_1_when_verification_fails(db, prefect_server, monkeypatch
     from prefect.settings import PREFECT_API_URL
 
     from cli.main import main
-    from ledger.store.entries import EntryStore
 
     monkeypatch.setenv("PREFECT_API_URL", PREFECT_API_URL.value())  # the session's Prefect server
-
     insert(db, "salesinvoices", sales("S1", subtotal="100.00"), sales("S2", subtotal="30.00"))
-    original = EntryStore.insert
-
-    def insert_and_forge(self, *args, **kwargs):
-        result = original(self, *args, **kwargs)
-        self.collection.update_one({"source.id": "S2"}, {"$set": {"syncId": "someone-else"}})
-        return result
-
-    monkeypatch.setattr(EntryStore, "insert", insert_and_forge)
+    after_each_batch(monkeypatch, lambda batch: db.ledger_entries.update_one(
+        {"source.id": "S2"}, {"$set": {"syncId": "someone-else"}}))
     assert main(["sync", "--vendor", "v1", "--json"]) == 1
     out = capsys.readouterr().out
     assert '"state": "failed"' in out and "accounts_receivable" in out

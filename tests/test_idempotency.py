@@ -13,7 +13,19 @@ from flows.settings import get_settings
 from ledger.store import SyncAlreadyRunning
 from ledger.store.entries import EntryStore
 from ledger.store.runs import RunRepository
-from tests.factories import D, assert_books_balance, entries, expense, insert, net, payment, purchase, sales, stats
+from tests.factories import (
+    D,
+    after_each_batch,
+    assert_books_balance,
+    entries,
+    expense,
+    insert,
+    net,
+    payment,
+    purchase,
+    sales,
+    stats,
+)
 
 
 def load_books(db, vendor="v1", updated=True):
@@ -123,31 +135,28 @@ def test_one_run_picked_up_twice_at_once_never_posts_twice(db, store, sync):
 def test_a_second_trigger_while_one_runs_gets_the_running_sync_id(db, store, sync, monkeypatch):
     load_books(db)
     refusals = []
-    original = EntryStore.insert
 
-    def insert_then_trigger_again(self, *args, **kwargs):
-        result = original(self, *args, **kwargs)
+    def trigger_again(batch):
         if not refusals:
             with pytest.raises(SyncAlreadyRunning) as refused:
                 sync("v1")
             refusals.append(refused.value.sync_id)
-        return result
 
-    monkeypatch.setattr(EntryStore, "insert", insert_then_trigger_again)
+    after_each_batch(monkeypatch, trigger_again)
     summary = sync("v1")
     assert refusals == [summary["syncId"]]
     assert summary["state"] == "completed"
     assert_no_duplicates(db, store)
 
 
-def _fail_once_after(monkeypatch, owner: type, method: str, is_target) -> dict:
+def _fail_once_after(monkeypatch, owner, method: str, is_target) -> dict:
     """Make `owner.<method>` raise AutoReconnect once, right after the server applied it
-    (`after=True`) — the connection dropped before the reply came back."""
+    — the connection dropped before the reply came back."""
     calls = {"failed": 0}
     original = getattr(owner, method)
 
-    def flaky(self, *args, **kwargs):
-        result = original(self, *args, **kwargs)
+    def flaky(*args, **kwargs):
+        result = original(*args, **kwargs)
         if calls["failed"] == 0 and is_target(*args):
             calls["failed"] += 1
             raise AutoReconnect("connection reset after the write was applied")
@@ -157,16 +166,17 @@ def _fail_once_after(monkeypatch, owner: type, method: str, is_target) -> dict:
     return calls
 
 
-def _first_sales_batch(entries_, *rest) -> bool:
-    entries_ = list(entries_)
-    return bool(entries_) and entries_[0].source.type == "sales_invoice"
+def _first_sales_batch(store, batch) -> bool:
+    return bool(batch.entries) and batch.entries[0]["source"]["type"] == "sales_invoice"
 
 
 def test_a_batch_written_but_not_checkpointed_is_retried_without_duplicates(db, store, sync, monkeypatch):
-    """Entries written, then the connection drops: Prefect retries the step, which
-    re-reads the batch from the last checkpoint and finds everything already posted."""
+    """A batch committed with its checkpoint, then the connection drops before the reply: Prefect
+    retries the step, which goes on after that checkpoint and posts nothing twice."""
+    import flows.document_step as document_step
+
     load_books(db)
-    calls = _fail_once_after(monkeypatch, EntryStore, "insert", _first_sales_batch)
+    calls = _fail_once_after(monkeypatch, document_step, "write_batch", _first_sales_batch)
     summary = sync("v1")
 
     assert calls["failed"] == 1
@@ -182,8 +192,10 @@ def test_a_batch_written_but_not_checkpointed_is_retried_without_duplicates(db, 
 
 
 def test_a_retried_batch_still_counts_the_entries_its_first_attempt_posted(db, store, sync, monkeypatch):
+    import flows.document_step as document_step
+
     load_books(db)
-    _fail_once_after(monkeypatch, EntryStore, "insert", _first_sales_batch)
+    _fail_once_after(monkeypatch, document_step, "write_batch", _first_sales_batch)
     summary = sync("v1")
     # Every entry this sync wrote is counted once as posted, whichever attempt wrote it.
     assert stats(summary)["synced"] == len(entries(db, syncId=summary["syncId"])) == EXPECTED_ENTRIES
@@ -193,7 +205,7 @@ def test_a_retried_batch_still_counts_the_entries_its_first_attempt_posted(db, s
 def test_a_checkpoint_whose_reply_was_lost_is_retried_without_duplicates(db, store, sync, monkeypatch):
     load_books(db)
     calls = _fail_once_after(monkeypatch, RunRepository, "update",
-                             lambda guard, changes, *rest: "steps.sales_invoices.lastId" in changes)
+                             lambda self, guard, changes, *rest: "steps.sales_invoices.lastId" in changes)
     summary = sync("v1")
     assert calls["failed"] == 1
     assert _task_run_attempts(summary, "sales_invoices") == 2
@@ -230,7 +242,7 @@ def test_retries_only_on_transient_errors_not_on_bad_data(db, store, sync, monke
         calls["n"] += 1
         raise ValueError("not a database problem")
 
-    monkeypatch.setattr(EntryStore, "insert", broken)
+    monkeypatch.setattr(EntryStore, "insert_chained", broken)
     with pytest.raises(ValueError, match="not a database problem"):
         sync("v1")
     assert calls["n"] == 1

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+import flows.document_step as document_step
 from ledger.store.entries import EntryStore
 from tests.factories import D, entries, expense, insert, net, payment, purchase, sales, stats, utc
 
@@ -57,7 +58,7 @@ def test_a_document_changed_while_a_sync_runs_is_picked_up_by_the_next(db, store
     assert changed
     assert net(store)["sales"] == D("-600.00")  # the sync read S1 before the edit
 
-    monkeypatch.setattr(EntryStore, "insert", original)
+    monkeypatch.setattr(document_step, "write_batch", original)
     second = sync("v1")
     assert stats(second) == {"scanned": 1, "synced": 1, "reversed": 1, "skipped": 0, "errors": 0}
     assert net(store)["sales"] == D("-620.00")
@@ -68,15 +69,15 @@ def test_a_failed_sync_does_not_move_the_starting_point(db, store, sync, monkeyp
     load_march(db)
     sync("v1")
     touch(db, "expenses", "E2", amount="25.00")
-    original = EntryStore.insert
+    original = EntryStore.insert_chained
 
     def fail(self, *args, **kwargs):
         raise ValueError("disk full")
 
-    monkeypatch.setattr(EntryStore, "insert", fail)
+    monkeypatch.setattr(EntryStore, "insert_chained", fail)
     with pytest.raises(ValueError, match="disk full"):
         sync("v1")
-    monkeypatch.setattr(EntryStore, "insert", original)
+    monkeypatch.setattr(EntryStore, "insert_chained", original)
     retried = sync("v1")
     assert stats(retried)["scanned"] == 1 and stats(retried)["synced"] == 1 and stats(retried)["reversed"] == 1
     assert net(store)["expenses:office-rent"] == D("35.00")
@@ -202,7 +203,7 @@ def test_documents_created_or_soft_deleted_while_a_sync_runs_are_picked_up_by_th
     assert changed and stats(first, "expenses")["scanned"] == 3 and stats(first, "sales_invoices")["scanned"] == 3
     assert net(store)["sales"] == D("-600.00")
 
-    monkeypatch.setattr(EntryStore, "insert", original)
+    monkeypatch.setattr(document_step, "write_batch", original)
     second = sync("v1")
     assert stats(second, "sales_invoices") == {"scanned": 2, "synced": 1, "reversed": 1, "skipped": 0, "errors": 0}
     # E3 changed after the first sync started, so it is read again (already posted: skipped); B1, E1, E2 are not.
@@ -234,18 +235,17 @@ def test_a_change_committed_late_is_caught_by_the_overlap(db, store, sync, monke
 
 
 def _edit_meanwhile(monkeypatch, when_writing: str, edit):
-    """Run `edit` (the business app changing data) once, while the sync writes its first
-    entries of type `when_writing`; returns the real insert and a list that records the edit."""
-    original = EntryStore.insert
+    """Run `edit` (the business app changing data) once, right after the sync wrote its first
+    entries of type `when_writing`; returns the real batch writer and a list that records the edit."""
+    original = document_step.write_batch
     changed: list[bool] = []
 
-    def insert_and_edit(self, new_entries, *args, **kwargs):
-        new_entries = list(new_entries)
-        result = original(self, new_entries, *args, **kwargs)
-        if not changed and any(e.source.type == when_writing for e in new_entries):
+    def write_and_edit(store, batch):
+        run = original(store, batch)
+        if not changed and any(e["source"]["type"] == when_writing for e in batch.entries):
             edit()
             changed.append(True)
-        return result
+        return run
 
-    monkeypatch.setattr(EntryStore, "insert", insert_and_edit)
+    monkeypatch.setattr(document_step, "write_batch", write_and_edit)
     return original, changed

@@ -62,7 +62,9 @@ def drafts(expense: Expense) -> list[EntryDraft]:
         Line(account=acc.expense_account_key(expense.category), debit=expense.amount),
         Line(account=acc.INPUT_TAX, debit=expense.tax_amount),
         Line(account=credit, credit=expense.amount + expense.tax_amount),
-    ])]
+    ], basis={"date": expense.date, "category": expense.category.strip(), "amount": expense.amount,
+              "taxAmount": expense.tax_amount, "paymentStatus": "paid" if expense.paid else "unpaid",
+              "paymentMethod": expense.payment_method})]
 
 
 def open_amount(expense: Expense) -> Decimal:

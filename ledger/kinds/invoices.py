@@ -44,6 +44,17 @@ class Invoice(SourceDocument):
         """What `total` carries beyond its parts (at most a cent either way)."""
         return self.total - (self.net + self.tax_total)
 
+    @property
+    def basis(self) -> dict[str, Any]:
+        """What the invoice's own entry is posted from."""
+        return {"invoiceDate": self.date, "subtotal": self.subtotal, "discountTotal": self.discount_total,
+                "taxTotal": self.tax_total, "total": self.total}
+
+
+def payment_basis(payment: Payment) -> dict[str, Any]:
+    """What a payment's entry is posted from."""
+    return {"payments.date": payment.date, "payments.amount": payment.amount, "payments.method": payment.method}
+
 
 def read_invoice(kind_type: str, number_field: str, party_field: str, raw: dict[str, Any],
                  base_currency: str) -> ReadDocument:

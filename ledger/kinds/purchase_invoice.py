@@ -13,7 +13,7 @@ from functools import partial
 
 from ledger import accounts as acc
 from ledger.entries import EntryDraft, Line
-from ledger.kinds.invoices import Invoice, open_amount, read_invoice
+from ledger.kinds.invoices import Invoice, open_amount, payment_basis, read_invoice
 from ledger.kinds.registry import Side, SourceKind, register
 from ledger.posting import draft, round_off, settlement
 
@@ -26,10 +26,10 @@ def drafts(invoice: Invoice) -> list[EntryDraft]:
         Line(account=acc.INPUT_TAX, debit=invoice.tax_total),
         Line(account=acc.ACCOUNTS_PAYABLE, credit=invoice.total),
         round_off(credit=-invoice.round_off),
-    ])
+    ], basis=invoice.basis)
     payments = [draft(invoice, payment.date, settlement(payment.amount, debit=acc.ACCOUNTS_PAYABLE,
                                                         credit=acc.settlement_account(payment.method)),
-                      payment_id=payment.id)
+                      payment_id=payment.id, basis=payment_basis(payment))
                 for payment in invoice.payments]
     return [purchase, *payments]
 

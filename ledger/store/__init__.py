@@ -8,7 +8,12 @@ touching its collections:
 | `runs` | `ledger_sync_runs` |
 | `rejections` | `ledger_sync_errors` |
 | `accounts` | `ledger_accounts` |
-| `vendors` | `ledger_vendor_state`, the app's `vendors` (read only) |
+| `vendors` | `ledger_vendor_state` (chain head, close date, counters), the app's `vendors` (read only) |
+| `balances` | `ledger_balances` (monthly movements per account) |
+| `chain` | `ledger_chain` (entries chained once, from before the chain existed) and walking the chain |
+| `periods` | `ledger_periods` (closes and reopens) |
+
+`batches` writes one batch across them in one transaction; `books` reads balances as of a date.
 
 Everything is batched: a sync costs a handful of commands per batch of source
 documents, never one per document. `Store` holds one of each for a database.
@@ -22,7 +27,11 @@ from dataclasses import dataclass, field
 from pymongo.database import Database
 
 from ledger.store.accounts import AccountStore
+from ledger.store.balances import BalanceStore
+from ledger.store.books import Books
+from ledger.store.chain import ChainStore
 from ledger.store.entries import EntryIdCollision, EntryStore, WriteResult, Written
+from ledger.store.periods import PeriodStore
 from ledger.store.rejections import RejectionStore
 from ledger.store.runs import Fenced, RunGuard, RunRepository, SyncAlreadyRunning
 from ledger.store.sources import SourceQuery, SourceStore
@@ -51,10 +60,19 @@ class Store:
         self.rejections = RejectionStore(db[prefix + "sync_errors"])
         self.accounts = AccountStore(db[prefix + "accounts"])
         self.vendors = VendorStore(db[prefix + "vendor_state"], db[names.vendors])
+        self.balances = BalanceStore(db[prefix + "balances"])
+        self.chain = ChainStore(db[prefix + "chain"], self.entries.collection, batch_size)
+        self.periods = PeriodStore(db[prefix + "periods"])
+        self.books = Books(self.entries, self.balances, self.vendors)
+
+    def knows_vendor(self, vendor_id: str) -> bool:
+        """Whether the vendor has source documents or books (an index read per collection at most)."""
+        return bool(self.vendors.state_of(vendor_id)) or self.sources.has_vendor(vendor_id)
 
     def ensure_indexes(self) -> None:
         """Indexes for every query the product runs (idempotent)."""
-        for part in (self.sources, self.entries, self.runs, self.rejections, self.accounts):
+        for part in (self.sources, self.entries, self.runs, self.rejections, self.accounts, self.balances, self.chain,
+                     self.periods):
             part.ensure_indexes()
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from bson.decimal128 import Decimal128
 
 from ledger.clock import as_utc
-from ledger.entries import ZERO, JournalEntry, Line, SourceRef
+from ledger.entries import ZERO, JournalEntry, Line, ReversalReason, SourceRef
 from ledger.parsing import to_decimal, to_decimal128
 from ledger.sources import Party
 from ledger.sync_run import SyncRun
@@ -23,6 +23,8 @@ def entry_to_document(entry: JournalEntry, sync_id: str, posted_at: datetime) ->
         source["paymentId"] = entry.source.payment_id
     if entry.source.party is not None:
         source["party"] = entry.source.party.model_dump()
+    if entry.source.basis is not None:
+        source["basis"] = dict(entry.source.basis)
     document: dict[str, Any] = {
         "_id": entry.id, "vendorId": entry.vendor_id, "date": entry.date, "source": source,
         "lines": [{"account": line.account, "debit": to_decimal128(line.debit), "credit": to_decimal128(line.credit)}
@@ -31,6 +33,11 @@ def entry_to_document(entry: JournalEntry, sync_id: str, posted_at: datetime) ->
     }
     if entry.reversal_of is not None:
         document["reversalOf"] = entry.reversal_of
+        document["reason"] = entry.reason.value if entry.reason else None
+        if entry.changed:
+            document["changed"] = list(entry.changed)
+    if entry.late:
+        document["late"] = True
     return document
 
 
@@ -41,11 +48,17 @@ def entry_from_document(document: dict[str, Any]) -> JournalEntry:
         id=document["_id"], vendor_id=document["vendorId"], date=as_utc(document["date"]),
         source=SourceRef(type=source["type"], id=source["id"], number=source.get("number"),
                          payment_id=source.get("paymentId"), document_date=as_utc(source.get("documentDate")),
-                         party=Party(**party) if isinstance(party, dict) else None),
+                         party=Party(**party) if isinstance(party, dict) else None,
+                         basis=source.get("basis") if isinstance(source.get("basis"), dict) else None),
         lines=tuple(Line(account=line["account"], debit=decimal(line["debit"]), credit=decimal(line["credit"]))
                     for line in document["lines"]),
-        fingerprint=document["fingerprint"], reversal_of=document.get("reversalOf"), sync_id=document.get("syncId"),
+        fingerprint=document["fingerprint"], reversal_of=document.get("reversalOf"),
+        reason=document.get("reason") if document.get("reason") in _REASONS else None,
+        changed=tuple(document.get("changed") or ()), late=bool(document.get("late")), sync_id=document.get("syncId"),
     )
+
+
+_REASONS = {reason.value for reason in ReversalReason}
 
 
 def balances_to_document(balances: Balances) -> dict[str, dict[str, str]]:

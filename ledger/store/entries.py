@@ -10,11 +10,13 @@ from typing import Any
 
 from bson.decimal128 import Decimal128
 from pymongo import ASCENDING
+from pymongo.client_session import ClientSession
 from pymongo.collection import Collection
+from pymongo.errors import BulkWriteError
 
 from ledger.entries import JournalEntry
 from ledger.ids import id_key
-from ledger.store.bulk import insert_new
+from ledger.store.bulk import DUPLICATE_KEY, insert_new
 from ledger.store.codec import cents, entry_from_document, entry_to_document
 from ledger.verification import Balances
 
@@ -59,6 +61,10 @@ class EntryStore:
         self.collection.create_index([("vendorId", ASCENDING), ("source.type", ASCENDING), ("source.id", ASCENDING)],
                                      name="by_source")
         self.collection.create_index([("vendorId", ASCENDING), ("syncId", ASCENDING)], name="by_sync")
+        # The chain: one entry per place, so two writers can never fork it (entries from before it have no seq).
+        self.collection.create_index([("vendorId", ASCENDING), ("seq", ASCENDING)], name="by_chain", unique=True,
+                                     partialFilterExpression={"seq": {"$exists": True}})
+        self.collection.create_index([("vendorId", ASCENDING), ("date", ASCENDING)], name="by_date")
 
     # ---- writing ---------------------------------------------------------------
 
@@ -94,6 +100,45 @@ class EntryStore:
                     f"entry id {document['_id']!r} is already taken by a different posting "
                     f"({_describe(existing)}); nothing was counted as posted for it. The ledger may have been "
                     "written by another program: run a full sync after checking it")
+
+    def insert_chained(self, documents: list[dict[str, Any]], session: ClientSession) -> None:
+        """Insert a batch's entries, already given their places in the chain, inside the batch's
+        transaction: any duplicate aborts it (`EntryIdCollision` says whose id it was)."""
+        if not documents:
+            return
+        try:
+            self.collection.insert_many(documents, ordered=True, session=session)
+        except BulkWriteError as error:
+            problems = error.details.get("writeErrors", [])
+            duplicate = next((p for p in problems if p.get("code") == DUPLICATE_KEY), None)
+            if duplicate is None:
+                raise
+            taken = documents[duplicate["index"]]
+            existing = self.collection.find_one({"_id": taken["_id"]})
+            same = existing is not None and _posting_identity(existing) == _posting_identity(taken)
+            whose = "the same posting, written by something else" if same else "a different posting"
+            raise EntryIdCollision(
+                f"entry id {taken['_id']!r} is already taken by {whose} ({_describe(existing)}); a batch is written "
+                "whole or not at all, so nothing of it was counted as posted. Run `ledger-sync verify` and check "
+                "what else writes ledger_entries") from None
+
+    def at_seq(self, vendor_id: str, seq: int) -> dict[str, Any] | None:
+        return self.collection.find_one({"vendorId": vendor_id, "seq": seq})
+
+    def any_after(self, vendor_id: str, seq: int) -> dict[str, Any] | None:
+        """An entry placed after `seq` in the chain, if there is one (there should not be, past the head)."""
+        return self.collection.find_one({"vendorId": vendor_id, "seq": {"$gt": seq}}, {"_id": 1, "seq": 1})
+
+    def unchained(self, vendor_id: str, chained_once: set[str]) -> str | None:
+        """The id of an entry that has no place in the chain (neither its own `seq` nor one of the
+        entries chained once), if there is one."""
+        for entry in self.collection.find({"vendorId": vendor_id, "seq": {"$exists": False}}, {"_id": 1}):
+            if entry["_id"] not in chained_once:
+                return str(entry["_id"])
+        return None
+
+    def count(self, vendor_id: str) -> int:
+        return self.collection.count_documents({"vendorId": vendor_id})
 
     # ---- what is posted for documents ------------------------------------------
 
@@ -151,6 +196,32 @@ class EntryStore:
 
     # ---- sums, added up by the server -------------------------------------------
 
+    def monthly_movements(self, vendor_id: str) -> dict[str, Balances]:
+        """Debits and credits per account per month of every entry, added up by the server (the
+        periodic proof of `ledger_balances`, and how a ledger from before them gets them)."""
+        return _month_rows_to_balances(self.collection.aggregate([
+            {"$match": {"vendorId": vendor_id}},
+            {"$unwind": "$lines"},
+            {"$group": {"_id": {"month": {"$dateToString": {"format": "%Y-%m", "date": "$date"}},
+                                "account": "$lines.account"},
+                        "debit": {"$sum": "$lines.debit"}, "credit": {"$sum": "$lines.credit"}}},
+        ]))
+
+    def movements_between(self, vendor_id: str, start: datetime, end: datetime) -> Balances:
+        """Debits and credits per account of the entries dated in [start, end) (index `by_date`)."""
+        rows = self.collection.aggregate([
+            {"$match": {"vendorId": vendor_id, "date": {"$gte": start, "$lt": end}}},
+            {"$unwind": "$lines"},
+            {"$group": {"_id": "$lines.account", "debit": {"$sum": "$lines.debit"},
+                        "credit": {"$sum": "$lines.credit"}}},
+        ])
+        debits: dict[str, Decimal] = {}
+        credits: dict[str, Decimal] = {}
+        for row in rows:
+            debits[row["_id"]] = cents(row["debit"])
+            credits[row["_id"]] = cents(row["credit"])
+        return Balances(debits=debits, credits=credits)
+
     def balances(self, vendor_id: str) -> Balances:
         rows = self.collection.aggregate([
             {"$match": {"vendorId": vendor_id}},
@@ -180,8 +251,15 @@ class EntryStore:
     def written_by(self, vendor_id: str, sync_id: str) -> Written:
         """What the ledger holds of one sync: entries, debits and credits per account, unbalanced
         entries, added up by the server in one aggregation (index `by_sync`)."""
+        return self._written({"vendorId": vendor_id, "syncId": sync_id})
+
+    def written_after(self, vendor_id: str, seq: int) -> Written:
+        """The same for every entry placed after `seq` in the chain (index `by_chain`)."""
+        return self._written({"vendorId": vendor_id, "seq": {"$gt": seq}})
+
+    def _written(self, match: dict[str, Any]) -> Written:
         rows = list(self.collection.aggregate([
-            {"$match": {"vendorId": vendor_id, "syncId": sync_id}},
+            {"$match": match},
             {"$project": {"lines": 1, "unbalanced": _UNBALANCED}},
             {"$unwind": {"path": "$lines", "includeArrayIndex": "line"}},
             # Each entry is counted once: with its first line.
@@ -192,6 +270,16 @@ class EntryStore:
         return Written(entries=sum(row["entries"] for row in rows), unbalanced=sum(row["unbalanced"] for row in rows),
                        balances=Balances(debits={row["_id"]: cents(row["debit"]) for row in rows},
                                          credits={row["_id"]: cents(row["credit"]) for row in rows}))
+
+
+def _month_rows_to_balances(rows: Iterable[dict[str, Any]]) -> dict[str, Balances]:
+    debits: dict[str, dict[str, Decimal]] = {}
+    credits: dict[str, dict[str, Decimal]] = {}
+    for row in rows:
+        month, account = row["_id"]["month"], row["_id"]["account"]
+        debits.setdefault(month, {})[account] = cents(row["debit"])
+        credits.setdefault(month, {})[account] = cents(row["credit"])
+    return {month: Balances(debits=debits[month], credits=credits[month]) for month in sorted(debits)}
 
 
 def _posting_identity(document: dict[str, Any]) -> tuple[Any, ...]:

@@ -16,11 +16,12 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.alias_generators import to_camel
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo.client_session import ClientSession
 from pymongo.collection import Collection
 from pymongo.errors import DuplicateKeyError
 
 from ledger.store.codec import run_from_document, run_to_document
-from ledger.sync_run import CLOSING_FIELDS, Progress, RunState, StepState, SyncRun
+from ledger.sync_run import CHECK_EXISTING, CLOSING_FIELDS, COMPLETE, Progress, RunState, StepState, SyncRun
 
 
 class SyncAlreadyRunning(Exception):
@@ -35,14 +36,19 @@ class Fenced(Exception):
 
 @dataclass(frozen=True)
 class RunGuard:
-    """The attempt a process runs: its writes land only while it is still the current one."""
+    """The attempt a process runs: its writes land only while it is still the current one, and
+    (`owner`) while this process is the one that claimed it."""
 
     sync_id: str
     attempt: int
+    owner: str | None = None
 
     @property
     def filter(self) -> dict[str, Any]:
-        return {"_id": self.sync_id, "attempts": self.attempt, "active": True}
+        conditions: dict[str, Any] = {"_id": self.sync_id, "attempts": self.attempt, "active": True}
+        if self.owner is not None:
+            conditions["owner"] = self.owner
+        return conditions
 
 
 def _stored(value: Any) -> Any:
@@ -137,8 +143,11 @@ class RunRepository:
                  "state": {"$in": [state for state in RunState if state.resumable]}},
                 {"$set": {"state": RunState.QUEUED, "error": None, "endedAt": None, "heartbeatAt": now,
                           "attemptStartedAt": now, "runNumber": run_number, "cancelRequested": False,
-                          "attempts": attempt + 1, "flowRunId": None, "active": True,
-                          "progress.message": "Queued to resume"}},
+                          "attempts": attempt + 1, "flowRunId": None, "owner": None, "active": True,
+                          "progress.message": "Queued to resume",
+                          # every attempt checks the books it starts from, and verifies what it leaves
+                          field("steps", CHECK_EXISTING, "state"): StepState.PENDING,
+                          field("steps", COMPLETE, "state"): StepState.PENDING}},
                 return_document=ReturnDocument.AFTER)
         except DuplicateKeyError:
             running = self.running(vendor_id)
@@ -147,8 +156,17 @@ class RunRepository:
 
     # ---- the run's own process (guarded) --------------------------------------------
 
+    def claim(self, sync_id: str, attempt: int, owner: str, flow_run_id: str | None, now: datetime) -> SyncRun | None:
+        """Take an attempt for this process (`owner`), if no other process has; None if one has.
+        A double-delivered start runs the flow twice: only the first to claim writes anything.
+        The run stays queued (not stale) until the process has the vendor's slot and starts."""
+        return run_from_document(self.collection.find_one_and_update(
+            {"_id": sync_id, "attempts": attempt, "active": True, "owner": None},
+            {"$set": {"owner": owner, "flowRunId": flow_run_id, "heartbeatAt": now}},
+            return_document=ReturnDocument.AFTER))
+
     def update(self, guard: RunGuard, changes: dict[str, Any], raise_at_least: dict[str, Any] | None = None,
-               unless_step_completed: str | None = None) -> SyncRun | None:
+               unless_step_completed: str | None = None, session: ClientSession | None = None) -> SyncRun | None:
         """Apply `changes` (stored paths, see `field`) and raise the `raise_at_least` fields to at least
         their values, in one command; the record after. With `unless_step_completed`, None if that
         step had completed. `Fenced` when the attempt is no longer current."""
@@ -158,9 +176,10 @@ class RunRepository:
         query = dict(guard.filter)
         if unless_step_completed is not None:
             query[field("steps", unless_step_completed, "state")] = {"$ne": StepState.COMPLETED}
-        document = self.collection.find_one_and_update(query, update, return_document=ReturnDocument.AFTER)
+        document = self.collection.find_one_and_update(query, update, return_document=ReturnDocument.AFTER,
+                                                       session=session)
         if document is None:
-            self._raise_if_fenced(guard)
+            self._raise_if_fenced(guard, session)
             return None
         return SyncRun.model_validate(document)
 
@@ -168,10 +187,10 @@ class RunRepository:
         """The heartbeat; False once the attempt is no longer current."""
         return self.collection.update_one(guard.filter, {"$set": {"heartbeatAt": now}}).matched_count == 1
 
-    def _raise_if_fenced(self, guard: RunGuard) -> None:
-        if self.collection.find_one(guard.filter, {"_id": 1}) is not None:
+    def _raise_if_fenced(self, guard: RunGuard, session: ClientSession | None = None) -> None:
+        if self.collection.find_one(guard.filter, {"_id": 1}, session=session) is not None:
             return
-        current = self.collection.find_one({"_id": guard.sync_id}, {"state": 1, "attempts": 1}) or {}
+        current = self.collection.find_one({"_id": guard.sync_id}, {"state": 1, "attempts": 1}, session=session) or {}
         raise Fenced(f"sync {guard.sync_id} attempt {guard.attempt} is no longer current (it is "
                      f"{current.get('state', 'gone')}, attempt {current.get('attempts', '?')}); "
                      "this process stops without writing")

@@ -81,6 +81,9 @@ class SourceStore:
             {"vendorId": vendor_id, "_id": {"$in": ids}}, {"_id": 1})}
         return [source_id for source_id in ids if id_key(source_id) not in found]
 
+    def has_vendor(self, vendor_id: str) -> bool:
+        return any(self.collection(kind).find_one({"vendorId": vendor_id}, {"_id": 1}) is not None for kind in kinds())
+
     def vendor_ids(self) -> list[str]:
         vendors: set[str] = set()
         for kind in kinds():

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import date
+from typing import Any
+
 from pymongo import ReturnDocument
+from pymongo.client_session import ClientSession
 from pymongo.collection import Collection
 from pymongo.errors import DuplicateKeyError
+
+from ledger.chain import Head
 
 
 class VendorStore:
@@ -39,7 +45,74 @@ class VendorStore:
         state = self.state.find_one({"_id": vendor_id}, {f"idTypes.{source_type}": 1}) or {}
         return set(state.get("idTypes", {}).get(source_type, []))
 
-    def note_id_types(self, vendor_id: str, source_type: str, kinds: set[str]) -> None:
-        """Remember new id types before posting entries with them (rare: once per new type)."""
-        self.state.update_one({"_id": vendor_id},
-                              {"$addToSet": {f"idTypes.{source_type}": {"$each": sorted(kinds)}}}, upsert=True)
+    def note_id_types(self, vendor_id: str, source_type: str, kinds: set[str],
+                      session: ClientSession | None = None) -> None:
+        """Remember new id types with the entries that first have them (rare: once per new type)."""
+        self.state.update_one({"_id": vendor_id}, {"$addToSet": {f"idTypes.{source_type}": {"$each": sorted(kinds)}}},
+                              upsert=True, session=session)
+
+    # ---- the chain head, closed periods and what has been built, per vendor ------------
+
+    def state_of(self, vendor_id: str) -> dict[str, Any]:
+        return self.state.find_one({"_id": vendor_id}) or {}
+
+    def head(self, vendor_id: str) -> Head | None:
+        """The head of the vendor's chain; None if it has not been started (a ledger from before)."""
+        chain = self.state_of(vendor_id).get("chain")
+        if not isinstance(chain, dict):
+            return None
+        return Head(seq=int(chain["seq"]), hash=str(chain["hash"]), entry_id=chain.get("entryId"))
+
+    def start_chain(self, vendor_id: str, head: Head) -> bool:
+        """Record the head a vendor's chain starts from, once; False if another process did first."""
+        result = self.state.update_one({"_id": vendor_id, "chain": {"$exists": False}},
+                                       {"$set": {"chain": _head_document(head)}}, upsert=False)
+        if result.matched_count:
+            return True
+        try:
+            self.state.insert_one({"_id": vendor_id, "chain": _head_document(head)})
+            return True
+        except DuplicateKeyError:
+            return False
+
+    def advance_head(self, vendor_id: str, expected: Head, new: Head, session: ClientSession | None = None) -> bool:
+        """Move the head from `expected` to `new`; False if it is not at `expected` (someone else wrote)."""
+        result = self.state.update_one({"_id": vendor_id, "chain.seq": expected.seq, "chain.hash": expected.hash},
+                                       {"$set": {"chain": _head_document(new)}}, session=session)
+        return result.matched_count == 1
+
+    def closed_through(self, vendor_id: str) -> date | None:
+        value = self.state_of(vendor_id).get("closedThrough")
+        return date.fromisoformat(value) if isinstance(value, str) else None
+
+    def set_closed_through(self, vendor_id: str, through: date, expected: date | None) -> bool:
+        """Move the close date from `expected` to `through`; False if it moved meanwhile."""
+        current = None if expected is None else expected.isoformat()
+        result = self.state.update_one({"_id": vendor_id, "closedThrough": current},
+                                       {"$set": {"closedThrough": through.isoformat()}}, upsert=False)
+        if result.matched_count:
+            return True
+        if expected is None:
+            try:
+                self.state.insert_one({"_id": vendor_id, "closedThrough": through.isoformat()})
+                return True
+            except DuplicateKeyError:
+                return False
+        return False
+
+    def balances_built(self, vendor_id: str) -> bool:
+        return bool(self.state_of(vendor_id).get("balancesBuilt"))
+
+    def mark_balances_built(self, vendor_id: str) -> None:
+        self.state.update_one({"_id": vendor_id}, {"$set": {"balancesBuilt": True}}, upsert=True)
+
+    def next_expense_codes(self, vendor_id: str, count: int, session: ClientSession | None = None) -> list[int]:
+        """`count` new numbers for expense accounts (6001, 6002, … in the order first posted, never reused)."""
+        state = self.state.find_one_and_update({"_id": vendor_id}, {"$inc": {"expenseAccounts": count}}, upsert=True,
+                                               return_document=ReturnDocument.AFTER, session=session)
+        last = int((state or {}).get("expenseAccounts", count))
+        return list(range(6000 + last - count + 1, 6000 + last + 1))
+
+
+def _head_document(head: Head) -> dict[str, Any]:
+    return {"seq": head.seq, "hash": head.hash, "entryId": head.entry_id}

@@ -24,6 +24,11 @@ ROUTES = [
     ("GET", "/api/ledger/sync-runs/sync_x_1/errors"),
     ("GET", "/api/ledger/trial-balance"),
     ("GET", "/api/ledger/entries?sourceId=abc"),
+    ("GET", "/api/ledger/trial-balance?asOf=2026-03-31"),
+    ("GET", "/api/ledger/verify"),
+    ("GET", "/api/ledger/periods"),
+    ("POST", "/api/ledger/periods/close"),
+    ("POST", "/api/ledger/periods/reopen"),
 ]
 
 

@@ -39,7 +39,8 @@ async def _settle_runs(http, mongo, vendor: str, timeout: float = 60.0) -> None:
 async def test_schemathesis_finds_nothing(api, http, mongo, new_vendor, tmp_path):
     vendor = new_vendor("st")
     report = tmp_path / "schemathesis.json"
-    argv = [sys.executable, "-m", "schemathesis.cli", "run", f"{api.url}/openapi.json",
+    config = Path(__file__).with_name("schemathesis.toml")
+    argv = [sys.executable, "-m", "schemathesis.cli", "--config-file", str(config), "run", f"{api.url}/openapi.json",
             "--header", f"Authorization: Bearer {token_for(vendor)}",
             "--checks", "all",
             "--max-examples", str(MAX_EXAMPLES), "--generation-deterministic",

@@ -1,0 +1,22 @@
+"""Query parameters the read routes share, validated the same way everywhere."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated
+
+from fastapi import HTTPException, Query
+
+AsOfDay = Annotated[str | None, Query(json_schema_extra={"format": "date"},
+                                      description="A day (YYYY-MM-DD, UTC, inclusive); default: everything")]
+
+
+def day(text: str, name: str = "asOf") -> date:
+    """A YYYY-MM-DD day, or a 422 naming the parameter (nothing else passes for a date)."""
+    try:
+        if len(text) == 10:
+            return date.fromisoformat(text)
+    except ValueError:
+        pass
+    raise HTTPException(422, detail=[{"loc": ["query", name], "type": "date", "input": text,
+                                      "msg": f"not a day: {text!r}; use YYYY-MM-DD"}])

@@ -1,0 +1,34 @@
+"""Reading a vendor's books cheaply: from the monthly balances plus at most one month of entries."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from ledger.balances import day_end, month_of, month_start, total
+from ledger.store.balances import BalanceStore
+from ledger.store.entries import EntryStore
+from ledger.store.vendors import VendorStore
+from ledger.verification import Balances
+
+
+class Books:
+    def __init__(self, entries: EntryStore, balances: BalanceStore, vendors: VendorStore):
+        self.entries = entries
+        self.balances = balances
+        self.vendors = vendors
+
+    def current(self, vendor_id: str) -> Balances:
+        """Debits and credits per account of everything posted: the sum of its months (a ledger
+        whose months were never built is added up from its entries)."""
+        if not self.vendors.balances_built(vendor_id):
+            return self.entries.balances(vendor_id)
+        return total(self.balances.monthly(vendor_id).values())
+
+    def as_of(self, vendor_id: str, day: date) -> Balances:
+        """… of every entry dated on or before `day`: the months before its month, plus the
+        entries of its month up to it (one indexed range)."""
+        if not self.vendors.balances_built(vendor_id):
+            return self.entries.movements_between(vendor_id, month_start("0001-01"), day_end(day))
+        month = month_of(day)
+        before = total(self.balances.monthly(vendor_id, before_month=month).values())
+        return before.plus(self.entries.movements_between(vendor_id, month_start(month), day_end(day)))
