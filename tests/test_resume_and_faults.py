@@ -191,3 +191,57 @@ def test_a_long_outage_fails_the_run_with_sync_error_and_resume_completes_it(own
     finally:
         restarted.stop()
     assert snapshot == clean_run_snapshot(mongo_uri, monkeypatch, sync_vendor_ledger, 500)
+
+
+def test_a_paused_process_declared_crashed_writes_nothing_once_resumed_elsewhere(db, sync, mongo_uri, monkeypatch):
+    """Fencing (SPEC §9): SIGSTOP a flow process mid-sync until its run is declared crashed, resume the run here
+    and let it finish, then SIGCONT the paused one: it writes nothing more (entries, monthly balances, run
+    record unchanged, byte for byte) and stops; the ledger equals a clean run's."""
+    import signal
+
+    from prefect.settings import PREFECT_API_URL
+
+    load(db, [VENDOR], documents=600)
+    env = {**os.environ, "MONGODB_URI": mongo_uri, "MONGODB_DB": db.name, "PREFECT_API_URL": PREFECT_API_URL.value(),
+           "LEDGER_BATCH_SIZE": "20", "LEDGER_STALE_AFTER_SECONDS": "2", "LEDGER_VENDOR_CONCURRENCY_LIMIT": "false"}
+    script = "from flows.sync_vendor import sync_vendor_ledger; sync_vendor_ledger('resilient')"
+    paused = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT)
+    try:
+        store = get_store()
+        deadline = time.monotonic() + 90
+        while True:
+            run = store.runs.running(VENDOR)
+            if run is not None and run.step("sales_invoices").processed >= 60:
+                break
+            assert paused.poll() is None and time.monotonic() < deadline, "the sync never got going"
+            time.sleep(0.05)
+        paused.send_signal(signal.SIGSTOP)
+        sync_id = run.sync_id
+        while not mark_stale_runs(store, stale_after_seconds=2, vendor_id=VENDOR):
+            assert time.monotonic() < deadline + 30, "the paused run was never declared crashed"
+            time.sleep(0.2)
+        monkeypatch.setenv("LEDGER_VENDOR_CONCURRENCY_LIMIT", "false")
+        reset_clients()
+        resumed = sync(VENDOR, sync_id=sync_id)
+        assert resumed["state"] == "completed" and resumed["syncId"] == sync_id
+
+        def state() -> tuple:
+            return (list(db.ledger_entries.find({"vendorId": VENDOR}).sort("_id", 1)),
+                    list(db.ledger_balances.find({"vendorId": VENDOR}).sort("_id", 1)),
+                    db.ledger_sync_runs.find_one({"_id": sync_id}), db.ledger_vendor_state.find_one({"_id": VENDOR}))
+
+        before = state()
+        paused.send_signal(signal.SIGCONT)
+        output, _ = paused.communicate(timeout=120)
+        assert paused.returncode != 0, output.decode()[-2000:]
+        assert b"no longer current" in output, output.decode()[-3000:]
+        assert state() == before  # the old process wrote nothing after it woke up
+    finally:
+        if paused.poll() is None:
+            paused.send_signal(signal.SIGCONT)
+            paused.kill()
+            paused.wait()
+    snapshot = ledger_snapshot(db, VENDOR)
+    assert len({entry[0] for entry in snapshot}) == len(snapshot), "no entry twice"
+    assert snapshot == clean_run_snapshot(mongo_uri, monkeypatch, sync, 600)
