@@ -201,15 +201,21 @@ class RunRepository:
               heartbeat_before: datetime | None = None) -> SyncRun | None:
         """Write a run closed by `SyncRun.closed`, if it is still active and, as asked, still this
         attempt (`guard`), still this flow run's, or still without a heartbeat since
-        `heartbeat_before`; the record after, or None when it had moved on."""
+        `heartbeat_before`; the record after, or None when it had moved on.
+
+        In a transaction of its own: a run whose process stopped inside a batch transaction stays
+        locked until that transaction's lifetime (60 s) ends. A transactional write meets that as a
+        write conflict on mongod; the embedded server only reaps expired transactions when a
+        transactional command arrives, so a plain write would wait on it for ever."""
         query: dict[str, Any] = guard.filter if guard is not None else {"_id": closed.sync_id, "active": True}
         if flow_run_id is not None:
             query = {**query, "flowRunId": flow_run_id}
         if heartbeat_before is not None:
             query = {**query, "heartbeatAt": {"$lt": heartbeat_before}}
         changes = {to_camel(name): _stored(getattr(closed, name)) for name in CLOSING_FIELDS}
-        document = self.collection.find_one_and_update(query, {"$set": changes, "$unset": {"active": ""}},
-                                                       return_document=ReturnDocument.AFTER)
+        with self.collection.database.client.start_session() as session, session.start_transaction():
+            document = self.collection.find_one_and_update(query, {"$set": changes, "$unset": {"active": ""}},
+                                                           return_document=ReturnDocument.AFTER, session=session)
         return run_from_document(document)
 
     # ---- from the API ---------------------------------------------------------------
