@@ -58,6 +58,14 @@ def _parser() -> argparse.ArgumentParser:
     sync.add_argument("--json", action="store_true", help="print the final statistics as one JSON object")
     sync.set_defaults(handler=_sync)
 
+    watch = commands.add_parser("watch", help="post every change of the source collections within seconds "
+                                              "(a change-stream watcher; stops on Ctrl-C or SIGTERM)")
+    watch.add_argument("--window", type=float, default=0.3,
+                       help="seconds to gather changes into one micro-batch per vendor (default 0.3)")
+    watch.add_argument("--for", dest="stop_after", type=float, default=None, metavar="SECONDS",
+                       help="stop after this many seconds (default: run until stopped)")
+    watch.set_defaults(handler=_watch)
+
     add_book_commands(commands, _database)
 
     token = commands.add_parser("token", help="print a development token for a vendor")
@@ -112,6 +120,45 @@ def _use_running_prefect() -> None:
         os.environ.setdefault("PREFECT_HOME", str((settings.ledger_home / "prefect-cli").resolve()))
         return
     os.environ["PREFECT_API_URL"] = stack["prefectApiUrl"]
+
+
+def _watch(args) -> int:
+    """Run the watcher in the foreground. SIGTERM or Ctrl-C stops it after the micro-batch it is
+    posting: nothing is left half-done, and the next watcher goes on from its saved token."""
+    import signal
+
+    if args.window <= 0 or (args.stop_after is not None and args.stop_after <= 0):
+        print("ledger-sync: --window and --for take a positive number of seconds", file=sys.stderr)
+        return EXIT_USAGE
+    _use_running_prefect()
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    with _database():
+        import threading
+
+        from flows.watch import request_stop, watch_sources
+
+        outcome: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                outcome["totals"] = watch_sources(window_seconds=args.window, stop_after_seconds=args.stop_after)
+            except BaseException as error:  # noqa: BLE001 - reported below, in the main thread
+                outcome["error"] = error
+
+        # The flow runs in a thread of its own: the main thread keeps the signals, so Prefect's
+        # SIGTERM handler (which aborts the run where it stands) never replaces the graceful stop.
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: request_stop())
+        watcher = threading.Thread(target=run, name="watcher")
+        with contextlib.redirect_stdout(sys.stderr):
+            watcher.start()
+            while watcher.is_alive():
+                watcher.join(0.5)
+    if "error" in outcome:
+        print(f"ledger-sync: the watcher stopped: {outcome['error']}", file=sys.stderr)
+        return EXIT_FAILED
+    print(json.dumps(outcome["totals"]))
+    return 0
 
 
 def _sync(args) -> int:

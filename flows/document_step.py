@@ -27,6 +27,7 @@ from ledger.batch import BatchPlan, plan_batch, plan_removed_sources, removal_ch
 from ledger.chain import Head, chained
 from ledger.clock import utc_now
 from ledger.entries import JournalEntry
+from ledger.ids import value_of_key
 from ledger.kinds import SourceKind
 from ledger.sources import Rejection
 from ledger.store import SourceQuery, Store
@@ -118,9 +119,12 @@ class DocumentStep:
     def run(self) -> TypeStats:
         context = self.context
         parameters = context.parameters
+        only = None if parameters.documents is None else \
+            tuple(value_of_key(key) for key in parameters.documents.get(self.kind.step, ()))
         query = SourceQuery(vendor_id=context.vendor_id, kind=self.kind, date_from=parameters.start,
                             date_until=parameters.end_exclusive,
-                            changed_since=context.changed_since.get(self.kind.step), recheck_ids=tuple(self.recheck))
+                            changed_since=None if only is not None else context.changed_since.get(self.kind.step),
+                            recheck_ids=tuple(self.recheck) if only is None else (), only_ids=only)
         self.known_accounts = self.store.accounts.keys(context.vendor_id)
         self.id_types = self.store.vendors.posted_id_types(context.vendor_id, self.kind.type)
         self.head = self.store.vendors.head(context.vendor_id) or Head()
@@ -140,7 +144,9 @@ class DocumentStep:
         self._report_start_once_counted(counted)
         if self.cancelled:
             raise SyncCancelled()
-        if parameters.full and not lookup.first_posting and not self.step_record.deletes_checked:
+        if only and not lookup.first_posting and not self.step_record.deletes_checked:
+            self._reverse_hard_deletes(False, None, candidates=list(only))  # a watched document that is gone
+        elif parameters.full and not lookup.first_posting and not self.step_record.deletes_checked:
             self._reverse_hard_deletes(lookup.by_range, previous_id)
         return self.type_stats
 
@@ -213,21 +219,11 @@ class DocumentStep:
         if self.crash_after is not None and self.processed >= self.crash_after:
             os.kill(os.getpid(), signal.SIGKILL)
 
-    def _reverse_hard_deletes(self, by_range: bool, last_id: Any) -> None:
-        """Full sync: reverse what the ledger holds for documents gone from the source."""
+    def _reverse_hard_deletes(self, by_range: bool, last_id: Any, candidates: list[Any] | None = None) -> None:
+        """Reverse what the ledger holds for documents gone from the source: a full sync's (of every
+        document the ledger holds), or a watched one's (of `candidates`)."""
         store, context, kind = self.store, self.context, self.kind
-        if by_range and last_id is not None:
-            # Ranges only reached ids of the type read: enough unless the ledger holds others.
-            by_range = self.id_types <= {type(last_id).__name__}
-        if by_range:  # the stretch of ids after the last document read
-            gone = [store.entries.in_source_range(context.vendor_id, kind.type, last_id, None)]
-        else:  # check every document the ledger holds (for the date range, if any)
-            gone = []
-            for ids in store.entries.posted_source_id_batches(context.vendor_id, kind.type, context.parameters.start,
-                                                              context.parameters.end_exclusive):
-                missing = store.sources.missing_ids(kind, context.vendor_id, ids)
-                if missing:
-                    gone.append(store.entries.for_sources(context.vendor_id, kind.type, missing))
+        gone = self._gone(by_range, last_id, candidates)
         for existing in gone:
             now = utc_now()
             reversals = plan_removed_sources(existing, now, context.closed_through)
@@ -239,6 +235,25 @@ class DocumentStep:
             self._write(reversals, records, self.head, head, now, [], {field("heartbeat_at"): now})
             self.head = head
         store.runs.update(context.guard, {**self._totals(), field("steps", kind.step, "deletes_checked"): True})
+
+    def _gone(self, by_range: bool, last_id: Any, candidates: list[Any] | None) -> list[list[JournalEntry]]:
+        """The entries of documents gone from the source collection, a batch of documents at a time."""
+        store, vendor, kind = self.store, self.context.vendor_id, self.kind
+        if candidates is not None:
+            missing = store.sources.missing_ids(kind, vendor, candidates)
+            return [store.entries.for_sources(vendor, kind.type, missing)] if missing else []
+        if by_range and last_id is not None:
+            # Ranges only reached ids of the type read: enough unless the ledger holds others.
+            by_range = self.id_types <= {type(last_id).__name__}
+        if by_range:  # the stretch of ids after the last document read
+            return [store.entries.in_source_range(vendor, kind.type, last_id, None)]
+        gone = []  # check every document the ledger holds (for the date range, if any)
+        for ids in store.entries.posted_source_id_batches(vendor, kind.type, self.context.parameters.start,
+                                                          self.context.parameters.end_exclusive):
+            missing = store.sources.missing_ids(kind, vendor, ids)
+            if missing:
+                gone.append(store.entries.for_sources(vendor, kind.type, missing))
+        return gone
 
     def _count(self, posted: list[JournalEntry], stats: TypeStats) -> None:
         """Add what this run writes to its statistics and to the balances of what this attempt wrote."""

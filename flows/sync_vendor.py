@@ -248,19 +248,23 @@ def _open_documents(context: SyncContext, run: SyncRun, before: Balances) -> tup
 
 @flow(name=FLOW_NAME, log_prints=False)
 def sync_vendor_ledger(vendor_id: str, date_from: str | None = None, date_to: str | None = None,
-                       types: list[str] | None = None, full: bool = False,
-                       sync_id: str | None = None) -> dict[str, Any]:
+                       types: list[str] | None = None, full: bool = False, sync_id: str | None = None,
+                       documents: dict[str, list[str]] | None = None) -> dict[str, Any]:
     """Post one vendor's invoices, payments and expenses into its ledger.
 
     Without `sync_id` a new run is opened (refused if the vendor has one
     running); with one, that run is picked up: the queued run the API opened,
-    or an interrupted run being resumed from its checkpoints.
+    or an interrupted run being resumed from its checkpoints. `documents` (id keys per step)
+    limits it to those documents: the continuous sync's micro-batches.
     """
     logger = get_run_logger()
     settings = get_settings()
     store = get_store()
     if sync_id is None:
-        parameters = SyncParameters(date_from=date_from, date_to=date_to, types=types, full=full)
+        parameters = SyncParameters(date_from=date_from, date_to=date_to, full=full,
+                                    types=list(documents) if documents else types,
+                                    documents=None if documents is None else {step: tuple(keys) for step, keys
+                                                                              in documents.items()})
         run = open_run(store, vendor_id, parameters, settings.ledger_incremental_overlap_seconds,
                        settings.ledger_stale_after_seconds)
     else:

@@ -45,6 +45,9 @@ class SyncParameters(BaseModel):
     date_to: date | None = Field(default=None, alias="dateTo")
     types: tuple[str, ...] = Field(default_factory=kind_steps)
     full: bool = False
+    # Only these documents (id keys, `ledger.ids`, per step): what the continuous sync saw change. One
+    # of them gone from its collection is reversed, as a full sync would.
+    documents: dict[str, tuple[str, ...]] | None = None
 
     @field_validator("types", mode="before")
     @classmethod
@@ -77,8 +80,8 @@ class SyncParameters(BaseModel):
 
     @property
     def covers_everything(self) -> bool:
-        """A run without a date range reads every (changed) document of its types."""
-        return self.date_from is None and self.date_to is None
+        """A run without a date range or a list of documents reads every (changed) document of its types."""
+        return self.date_from is None and self.date_to is None and self.documents is None
 
     def includes(self, moment: datetime) -> bool:
         return ((self.start is None or moment >= self.start)
@@ -88,9 +91,12 @@ class SyncParameters(BaseModel):
         return step in (CHECK_EXISTING, COMPLETE) or step in self.types
 
     def as_document(self) -> dict[str, Any]:
-        return {"dateFrom": self.date_from.isoformat() if self.date_from else None,
-                "dateTo": self.date_to.isoformat() if self.date_to else None,
-                "types": list(self.types), "full": self.full}
+        document: dict[str, Any] = {"dateFrom": self.date_from.isoformat() if self.date_from else None,
+                                    "dateTo": self.date_to.isoformat() if self.date_to else None,
+                                    "types": list(self.types), "full": self.full}
+        if self.documents is not None:
+            document["documents"] = {step: list(keys) for step, keys in self.documents.items()}
+        return document
 
 
 class TypeStats(BaseModel):

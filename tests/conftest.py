@@ -59,6 +59,21 @@ def db(mongo_uri, monkeypatch):
 
 
 @pytest.fixture
+def private_server(monkeypatch, prefect_server):
+    """A database server of this test's own, and its database. A process paused or killed inside a
+    transaction leaves it open until the server's transaction lifetime (60 s, as on mongod) ends;
+    no other test should wait on that."""
+    with EmbeddedDatabase(":memory:") as server:
+        monkeypatch.setenv("MONGODB_URI", server.uri)
+        monkeypatch.setenv("MONGODB_DB", "private")
+        monkeypatch.setenv("LEDGER_INCREMENTAL_OVERLAP_SECONDS", "0")
+        reset_clients()
+        with MongoClient(server.uri, tz_aware=True) as client:
+            yield client["private"], server.uri
+    reset_clients()
+
+
+@pytest.fixture
 def store(db):
     return get_store()
 

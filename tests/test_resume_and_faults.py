@@ -201,20 +201,6 @@ def _declared_crashed(store) -> bool:
         return False
 
 
-@pytest.fixture
-def private_server(monkeypatch, prefect_server):
-    """A database server of this test's own. A process paused or killed inside a transaction leaves it open
-    until the server's transaction lifetime (60 s, as on mongod) ends; no other test should wait on that."""
-    with EmbeddedDatabase(":memory:") as server:
-        monkeypatch.setenv("MONGODB_URI", server.uri)
-        monkeypatch.setenv("MONGODB_DB", "fencing")
-        monkeypatch.setenv("LEDGER_INCREMENTAL_OVERLAP_SECONDS", "0")
-        reset_clients()
-        with MongoClient(server.uri, tz_aware=True) as client:
-            yield client["fencing"], server.uri
-    reset_clients()
-
-
 def test_a_paused_process_declared_crashed_writes_nothing_once_resumed_elsewhere(private_server, monkeypatch):
     """Fencing (SPEC §9): SIGSTOP a flow process mid-sync until its run is declared crashed, resume the run here
     and let it finish, then SIGCONT the paused one: it writes nothing more (entries, monthly balances, run

@@ -12,6 +12,7 @@ touching its collections:
 | `balances` | `ledger_balances` (monthly movements per account) |
 | `chain` | `ledger_chain` (entries chained once, from before the chain existed) and walking the chain |
 | `periods` | `ledger_periods` (closes and reopens) |
+| `watch` | `ledger_watch_state` (the continuous sync's resume token) |
 
 `batches` writes one batch across them in one transaction; `books` reads balances as of a date.
 
@@ -36,6 +37,7 @@ from ledger.store.rejections import RejectionStore
 from ledger.store.runs import Fenced, RunGuard, RunRepository, SyncAlreadyRunning
 from ledger.store.sources import SourceQuery, SourceStore
 from ledger.store.vendors import VendorStore
+from ledger.store.watch import WatchStateStore
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,7 @@ class Store:
         self.chain = ChainStore(db[prefix + "chain"], self.entries.collection, batch_size)
         self.periods = PeriodStore(db[prefix + "periods"])
         self.books = Books(self.entries, self.balances, self.vendors)
+        self.watch = WatchStateStore(db[prefix + "watch_state"])
 
     def knows_vendor(self, vendor_id: str) -> bool:
         """Whether the vendor has source documents or books (an index read per collection at most)."""

@@ -65,6 +65,8 @@ class EntryStore:
         self.collection.create_index([("vendorId", ASCENDING), ("seq", ASCENDING)], name="by_chain", unique=True,
                                      partialFilterExpression={"seq": {"$exists": True}})
         self.collection.create_index([("vendorId", ASCENDING), ("date", ASCENDING)], name="by_date")
+        # Whose document was deleted: a change stream's delete event carries only its `_id`.
+        self.collection.create_index([("source.type", ASCENDING), ("source.id", ASCENDING)], name="by_source_id")
 
     # ---- writing ---------------------------------------------------------------
 
@@ -183,6 +185,11 @@ class EntryStore:
                 batch = []
         if batch:
             yield batch
+
+    def vendors_of(self, source_type: str, source_id: Any) -> list[str]:
+        """The vendors that have entries for a document of this type and `_id` (index `by_source_id`)."""
+        return sorted({doc["vendorId"] for doc in self.collection.find(
+            {"source.type": source_type, "source.id": {"$in": [source_id]}}, {"vendorId": 1})})
 
     def has_entries(self, vendor_id: str, source_type: str) -> bool:
         return self.collection.find_one({"vendorId": vendor_id, "source.type": source_type}, {"_id": 1}) is not None

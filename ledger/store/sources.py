@@ -31,6 +31,7 @@ class SourceQuery:
     after_id: Any = None  # resume: continue after this `_id` ...
     phase: int = 0  # ... in this phase (see `source_phases`)
     recheck_ids: tuple[Any, ...] = ()  # incremental: also these unchanged documents (rejected last time)
+    only_ids: tuple[Any, ...] | None = None  # just these documents (the continuous sync's)
 
     def resumed(self, phase: int, after_id: Any) -> SourceQuery:
         return replace(self, phase=phase, after_id=after_id)
@@ -81,6 +82,18 @@ class SourceStore:
             {"vendorId": vendor_id, "_id": {"$in": ids}}, {"_id": 1})}
         return [source_id for source_id in ids if id_key(source_id) not in found]
 
+    def watch(self, resume_after: Any = None, max_await_ms: int = 200) -> Any:
+        """A change stream over every source collection (inserts, updates, replaces, deletes), with the
+        document as it is now; after `resume_after` if given."""
+        by_collection = [self.collection(kind).name for kind in kinds()]
+        pipeline = [{"$match": {"ns.coll": {"$in": by_collection},
+                                "operationType": {"$in": ["insert", "update", "replace", "delete"]}}}]
+        return self.db.watch(pipeline, full_document="updateLookup", resume_after=resume_after,
+                             max_await_time_ms=max_await_ms)
+
+    def kind_of_collection(self, name: str) -> SourceKind | None:
+        return next((kind for kind in kinds() if self.collection(kind).name == name), None)
+
     def has_vendor(self, vendor_id: str) -> bool:
         return any(self.collection(kind).find_one({"vendorId": vendor_id}, {"_id": 1}) is not None for kind in kinds())
 
@@ -121,6 +134,8 @@ def _date_options(query: SourceQuery) -> list[dict[str, Any]]:
 
 def _phases(query: SourceQuery) -> list[tuple[dict[str, Any], bool]]:
     """(filter, whether it rechecks rejected ids) for each phase of `source_phases`."""
+    if query.only_ids is not None:
+        return [({"vendorId": query.vendor_id, "_id": {"$in": list(query.only_ids)}}, False)]
     change_options: list[tuple[dict[str, Any], bool]] = [({}, False)]
     if query.changed_since is not None:
         change_options = [({"updatedAt": {"$gte": query.changed_since}}, False), ({"updatedAt": None}, False),

@@ -1,0 +1,31 @@
+"""Where the continuous sync is (`ledger_watch_state`): its resume token, kept after every batch it
+posted, so a watcher that was killed goes on from the last change it handled."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pymongo.collection import Collection
+
+
+class WatchStateStore:
+    def __init__(self, collection: Collection):
+        self.collection = collection
+
+    def ensure_indexes(self) -> None:
+        """Read by `_id` only."""
+
+    def get(self, name: str) -> dict[str, Any]:
+        return self.collection.find_one({"_id": name}) or {}
+
+    def save(self, name: str, token: Any, at: datetime) -> None:
+        """The change stream is handled up to `token`."""
+        self.collection.update_one({"_id": name}, {"$set": {"token": token, "savedAt": at}}, upsert=True)
+
+    def forget(self, name: str) -> None:
+        self.collection.update_one({"_id": name}, {"$unset": {"token": ""}})
+
+    def beat(self, name: str, at: datetime, **facts: Any) -> None:
+        """The watcher is alive (and, in `facts`, what it last did)."""
+        self.collection.update_one({"_id": name}, {"$set": {"aliveAt": at, **facts}}, upsert=True)
