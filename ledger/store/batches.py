@@ -9,18 +9,17 @@ whose run was declared crashed and resumed elsewhere (`Fenced`), nor fork the ch
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from pymongo.client_session import ClientSession
-from pymongo.errors import PyMongoError
 
 from ledger.chain import Head
 from ledger.sources import Rejection
 from ledger.store.accounts import is_expense
+from ledger.store.conflicts import retry_conflicts
 from ledger.store.runs import RunGuard
 from ledger.sync_run import SyncRun
 from ledger.verification import Balances
@@ -71,20 +70,13 @@ def write_batch(store: Store, batch: BatchWrite) -> SyncRun | None:
             store.rejections.record(batch.guard.sync_id, batch.rejections, batch.posted_at, session)
         return run
 
+    def attempt() -> SyncRun | None:
+        with store.db.client.start_session() as session, session.start_transaction():
+            return write(session)
+
     # A write conflict with another writer of the run record (its heartbeat, a cancel request) is
     # retried at once, a few times. Not `with_transaction`'s retries for up to two minutes: a
     # database that went away is the step's retries' business (each bounded by the client's
     # timeout), and they start over from the last checkpoint, which is exactly what this
     # transaction either wrote or did not.
-    for attempt in range(_CONFLICT_RETRIES):
-        try:
-            with store.db.client.start_session() as session, session.start_transaction():
-                return write(session)
-        except PyMongoError as error:
-            if not error.has_error_label("TransientTransactionError") or attempt == _CONFLICT_RETRIES - 1:
-                raise
-            time.sleep(0.02 * 2**attempt)
-    raise AssertionError("unreachable")
-
-
-_CONFLICT_RETRIES = 6
+    return retry_conflicts(attempt)

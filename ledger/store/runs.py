@@ -21,6 +21,7 @@ from pymongo.collection import Collection
 from pymongo.errors import DuplicateKeyError
 
 from ledger.store.codec import run_from_document, run_to_document
+from ledger.store.conflicts import retry_conflicts
 from ledger.sync_run import CHECK_EXISTING, CLOSING_FIELDS, COMPLETE, Progress, RunState, StepState, SyncRun
 
 
@@ -138,7 +139,7 @@ class RunRepository:
         and still resumable (exactly one of several simultaneous resumes wins); None otherwise.
         Raises `SyncAlreadyRunning` when the vendor has another run active."""
         try:
-            document = self.collection.find_one_and_update(
+            document = retry_conflicts(lambda: self.collection.find_one_and_update(
                 {"_id": sync_id, "vendorId": vendor_id, "attempts": attempt, "active": {"$ne": True},
                  "state": {"$in": [state for state in RunState if state.resumable]}},
                 {"$set": {"state": RunState.QUEUED, "error": None, "endedAt": None, "heartbeatAt": now,
@@ -148,7 +149,7 @@ class RunRepository:
                           # every attempt checks the books it starts from, and verifies what it leaves
                           field("steps", CHECK_EXISTING, "state"): StepState.PENDING,
                           field("steps", COMPLETE, "state"): StepState.PENDING}},
-                return_document=ReturnDocument.AFTER)
+                return_document=ReturnDocument.AFTER))
         except DuplicateKeyError:
             running = self.running(vendor_id)
             raise SyncAlreadyRunning(running.sync_id if running else sync_id) from None
@@ -160,10 +161,10 @@ class RunRepository:
         """Take an attempt for this process (`owner`), if no other process has; None if one has.
         A double-delivered start runs the flow twice: only the first to claim writes anything.
         The run stays queued (not stale) until the process has the vendor's slot and starts."""
-        return run_from_document(self.collection.find_one_and_update(
+        return run_from_document(retry_conflicts(lambda: self.collection.find_one_and_update(
             {"_id": sync_id, "attempts": attempt, "active": True, "owner": None},
             {"$set": {"owner": owner, "flowRunId": flow_run_id, "heartbeatAt": now}},
-            return_document=ReturnDocument.AFTER))
+            return_document=ReturnDocument.AFTER)))
 
     def update(self, guard: RunGuard, changes: dict[str, Any], raise_at_least: dict[str, Any] | None = None,
                unless_step_completed: str | None = None, session: ClientSession | None = None) -> SyncRun | None:
@@ -176,8 +177,11 @@ class RunRepository:
         query = dict(guard.filter)
         if unless_step_completed is not None:
             query[field("steps", unless_step_completed, "state")] = {"$ne": StepState.COMPLETED}
-        document = self.collection.find_one_and_update(query, update, return_document=ReturnDocument.AFTER,
+        def write() -> Any:
+            return self.collection.find_one_and_update(query, update, return_document=ReturnDocument.AFTER,
                                                        session=session)
+
+        document = write() if session is not None else retry_conflicts(write)  # in a transaction: its retries
         if document is None:
             self._raise_if_fenced(guard, session)
             return None
@@ -185,7 +189,8 @@ class RunRepository:
 
     def beat(self, guard: RunGuard, now: datetime) -> bool:
         """The heartbeat; False once the attempt is no longer current."""
-        return self.collection.update_one(guard.filter, {"$set": {"heartbeatAt": now}}).matched_count == 1
+        return retry_conflicts(lambda: self.collection.update_one(
+            guard.filter, {"$set": {"heartbeatAt": now}})).matched_count == 1
 
     def _raise_if_fenced(self, guard: RunGuard, session: ClientSession | None = None) -> None:
         if self.collection.find_one(guard.filter, {"_id": 1}, session=session) is not None:
@@ -213,25 +218,27 @@ class RunRepository:
         if heartbeat_before is not None:
             query = {**query, "heartbeatAt": {"$lt": heartbeat_before}}
         changes = {to_camel(name): _stored(getattr(closed, name)) for name in CLOSING_FIELDS}
-        with self.collection.database.client.start_session() as session, session.start_transaction():
-            document = self.collection.find_one_and_update(query, {"$set": changes, "$unset": {"active": ""}},
+        def write() -> Any:
+            with self.collection.database.client.start_session() as session, session.start_transaction():
+                return self.collection.find_one_and_update(query, {"$set": changes, "$unset": {"active": ""}},
                                                            return_document=ReturnDocument.AFTER, session=session)
-        return run_from_document(document)
+
+        return run_from_document(retry_conflicts(write))
 
     # ---- from the API ---------------------------------------------------------------
 
     def attach_flow_run(self, sync_id: str, flow_run_id: str) -> SyncRun | None:
         """Record the Prefect flow run that will execute this (still active) run."""
-        return run_from_document(self.collection.find_one_and_update(
+        return run_from_document(retry_conflicts(lambda: self.collection.find_one_and_update(
             {"_id": sync_id, "active": True}, {"$set": {"flowRunId": flow_run_id}},
-            return_document=ReturnDocument.AFTER))
+            return_document=ReturnDocument.AFTER)))
 
     def request_cancel(self, sync_id: str, vendor_id: str, at: datetime) -> SyncRun | None:
         """Flag an active run for cancellation (the flow checks the flag after every batch)."""
-        return run_from_document(self.collection.find_one_and_update(
+        return run_from_document(retry_conflicts(lambda: self.collection.find_one_and_update(
             {"_id": sync_id, "vendorId": vendor_id, "active": True},
             {"$set": {"cancelRequested": True, "cancelRequestedAt": at, "state": RunState.CANCELLING}},
-            return_document=ReturnDocument.AFTER))
+            return_document=ReturnDocument.AFTER)))
 
 
 def progress_changes(progress: Progress) -> dict[str, Any]:
