@@ -27,7 +27,7 @@ browser:
 # `--dev`: the demo's vendor picker (GET /api/dev/token hands a token for ANY vendor, without authentication);
 # `up` prints a warning while it is on. Plain `ledger-sync up` keeps those routes off.
 run: install
-	$(VENV)/bin/ledger-sync up --dev
+	$(VENV)/bin/ledger-sync up --dev --watch
 
 # ruff and mypy first: a finding fails the run before any test starts.
 lint: install

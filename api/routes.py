@@ -30,6 +30,7 @@ from ledger.ids import candidate_ids, display_id, id_key
 from ledger.kinds import by_name
 from ledger.reports import account_views, trial_balance_document
 from ledger.store import Store, SyncAlreadyRunning
+from ledger.store.watch import DEFAULT_WATCHER, LIVE_WITHIN_SECONDS
 from ledger.sync_run import RunState, SyncParameters, SyncRun
 from ledger.verification import trial_balance as compute_trial_balance
 
@@ -222,6 +223,12 @@ async def run_errors(sync_id: SyncId, vendor_id: VendorDep, store: StoreDep, lim
 
 
 # ---- the books ------------------------------------------------------------------
+
+@router.get("/live", response_model=schemas.LiveStatus, operation_id="live_status",
+            summary="Whether changes are posted as they happen (a watcher runs)")
+async def live_status(vendor_id: VendorDep, store: StoreDep):
+    return await blocking(store.watch.live, DEFAULT_WATCHER, utc_now(), LIVE_WITHIN_SECONDS)
+
 
 @router.get("/trial-balance", response_model=schemas.TrialBalanceView, summary="Net balance per account",
             operation_id="trial_balance")

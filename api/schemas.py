@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import date
+from datetime import date, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationInfo, create_model, field_validator
@@ -218,6 +218,13 @@ class DevVendors(BaseModel):
 
 class DevToken(BaseModel):
     token: str = Field(description="A bearer token for the vendor, signed with the server's secret")
+
+
+class LiveStatus(BaseModel):
+    """Whether the continuous sync (`ledger-sync watch`) is posting changes as they happen."""
+    live: bool
+    aliveAt: datetime | None = Field(None, description="when the watcher last said it was alive")
+    liveSince: datetime | None = Field(None, description="when the watcher now running started")
 
 
 class Health(BaseModel):

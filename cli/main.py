@@ -46,6 +46,9 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--dev", action="store_true",
                     help="serve the development routes: GET /api/dev/token gives a token for ANY vendor without "
                          "authentication (the web UI's vendor picker). Demo use only")
+    up.add_argument("--watch", action="store_true",
+                    help="also run the continuous sync: every change of the source collections is posted within "
+                         "seconds (ledger-sync watch)")
     up.set_defaults(handler=_up)
 
     sync = commands.add_parser("sync", help="sync one vendor in the foreground")
@@ -299,7 +302,7 @@ def _up(args) -> int:
             return EXIT_USAGE
     return run_stack(port=args.port, on_ready=None if args.no_demo else load_demo_and_sync,
                      prefect_port=prefect_port or 4200, prefect_port_explicit=explicit,
-                     token_vendor=DEMO_VENDORS[0] if not args.no_demo else None, dev=args.dev)
+                     token_vendor=DEMO_VENDORS[0] if not args.no_demo else None, dev=args.dev, watch=args.watch)
 
 
 def _trigger_sync(app_url: str, token: str) -> str:

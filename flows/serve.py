@@ -1,5 +1,6 @@
-"""Serve Ledger Sync's deployments: `sync-vendor-ledger/on-demand` and the two
-scheduled background syncs, `sync-all-vendors/nightly` and `sync-all-vendors/weekly-full`.
+"""Serve Ledger Sync's deployments: `sync-vendor-ledger/on-demand`, the two scheduled
+background syncs, `sync-all-vendors/nightly` and `sync-all-vendors/weekly-full`, and the
+continuous sync `watch-sources/continuous` (started by hand).
 
 A long-running process (started by `ledger-sync up`, or on its own with
 `python -m flows.serve`) that polls the Prefect API for runs of these deployments
@@ -59,6 +60,18 @@ def build_scheduled_deployments() -> list:
     ]
 
 
+def build_watcher_deployment():
+    """`watch-sources/continuous`, as in prefect.yaml: started by hand, one run at a time."""
+    from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
+
+    from flows.watch import watch_sources
+
+    return watch_sources.to_deployment(
+        name="continuous", description="Follow the source collections' change streams and post every change "
+                                       "within seconds.", tags=[PRODUCT_TAG, "continuous"],
+        concurrency_limit=ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW))
+
+
 def main() -> None:
     from prefect import serve
 
@@ -66,8 +79,8 @@ def main() -> None:
         raise SystemExit("flows.serve needs PREFECT_API_URL (the Prefect server to take runs from)")
     limit = int(os.environ.get("LEDGER_SERVE_LIMIT", "8"))
     # Not paused on shutdown: a run triggered while this process restarts waits and is picked up after.
-    serve(build_deployment(), *build_scheduled_deployments(), limit=limit, print_starting_message=False,
-          pause_on_shutdown=False)
+    serve(build_deployment(), *build_scheduled_deployments(), build_watcher_deployment(), limit=limit,
+          print_starting_message=False, pause_on_shutdown=False)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ import itertools
 import threading
 import time
 from collections import defaultdict
-from datetime import datetime
 from typing import Any
 
 from prefect import flow, get_run_logger
@@ -35,10 +34,10 @@ from flows.sync_vendor import sync_vendor_ledger
 from ledger.clock import utc_now
 from ledger.ids import id_key
 from ledger.store import Store, SyncAlreadyRunning
+from ledger.store.watch import BEAT_SECONDS, DEFAULT_WATCHER
 
 WATCH_FLOW_NAME = "watch-sources"
 _stopping = threading.Event()
-BEAT_SECONDS = 5.0  # how often an idle watcher says it is alive (the web UI's "live" badge)
 
 
 def request_stop() -> None:
@@ -50,7 +49,7 @@ Pending = dict[str, dict[str, set[str]]]  # vendor -> step -> id keys
 
 @flow(name=WATCH_FLOW_NAME, log_prints=False)
 def watch_sources(window_seconds: float = 0.3, max_documents: int = 500, stop_after_seconds: float | None = None,
-                  name: str = "default") -> dict[str, Any]:
+                  name: str = DEFAULT_WATCHER) -> dict[str, Any]:
     """Post the changes of the source collections as they happen (until stopped, or `stop_after_seconds`)."""
     logger = get_run_logger()
     store = get_store()
@@ -223,14 +222,3 @@ def _post(pending: Pending, backoff: _Backoff, logger: Any) -> int:
         del pending[vendor]
         posted += 1
     return posted
-
-
-def live_view(store: Store, name: str = "default", alive_within_seconds: float = 30.0) -> dict[str, Any]:
-    """Whether a watcher is following the changes now (for the web UI's 'live' badge)."""
-    state = store.watch.get(name)
-    alive_at: datetime | None = state.get("aliveAt")
-    now = utc_now()
-    live = alive_at is not None and (now - (alive_at if alive_at.tzinfo else alive_at.replace(tzinfo=now.tzinfo))
-                                     ).total_seconds() <= alive_within_seconds
-    return {"live": live, "aliveAt": alive_at.isoformat() if alive_at else None,
-            "liveSince": state["liveSince"].isoformat() if live and state.get("liveSince") else None}

@@ -11,10 +11,11 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from flows.database import get_store
 from flows.verify import verify_vendor
+from ledger.store.watch import LIVE_WITHIN_SECONDS
 from tests.factories import D, expense, insert, payment, sales, utc
 
 VENDOR = "live"
@@ -92,6 +93,10 @@ def test_insert_update_void_delete_and_an_old_updated_at_each_reach_the_ledger(d
                                        paymentMethod=None, updatedAt=LONG_AGO, date=LONG_AGO))
         wait_until(lambda: store.entries.balances(VENDOR).net_balances().get("expenses:office-rent") == D("40.00"))
     assert watcher.outcome["totals"]["microBatches"] >= 5
+    stopped = store.watch.live("default", now(), LIVE_WITHIN_SECONDS)
+    assert stopped["live"] and stopped["liveSince"] is not None  # said so within the last seconds
+    assert not store.watch.live("default", now() + timedelta(seconds=LIVE_WITHIN_SECONDS + 1),
+                                LIVE_WITHIN_SECONDS)["live"]  # silent since: the badge goes out
     assert first_latency < 10, first_latency
     reasons = {e["source"]["id"]: e.get("reason") for e in db.ledger_entries.find({"vendorId": VENDOR,
                                                                                    "reversalOf": {"$exists": True}})}

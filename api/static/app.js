@@ -81,6 +81,7 @@ function useToken(value, vendorLabel) {
   $('token-panel').hidden = true;
   showError('');
   refresh();
+  loadLive();
 }
 
 async function useVendor(vendor) {
@@ -266,6 +267,18 @@ async function loadTrialBalance() {
 function refresh() {
   return Promise.all([loadHistory(), loadTrialBalance()]);
 }
+
+// The continuous sync: while a watcher posts changes as they happen, say so, and keep the figures current.
+const LIVE_POLL_MS = 10000;
+async function loadLive() {
+  const res = await getJson('/api/ledger/live');
+  const live = res.ok && res.body && res.body.live;
+  $('live-badge').hidden = !live;
+  return live;
+}
+setInterval(async () => {
+  if (token && await loadLive() && !modal.open) refresh();
+}, LIVE_POLL_MS);
 
 // ---------- wiring ----------
 

@@ -3,10 +3,14 @@ posted, so a watcher that was killed goes on from the last change it handled."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pymongo.collection import Collection
+
+DEFAULT_WATCHER = "default"  # the watcher's name, when one watcher follows the whole database
+BEAT_SECONDS = 5.0  # how often an idle watcher says it is alive
+LIVE_WITHIN_SECONDS = 6 * BEAT_SECONDS  # silent longer than this: not live (the web UI's badge goes out)
 
 
 class WatchStateStore:
@@ -29,3 +33,12 @@ class WatchStateStore:
     def beat(self, name: str, at: datetime, **facts: Any) -> None:
         """The watcher is alive (and, in `facts`, what it last did)."""
         self.collection.update_one({"_id": name}, {"$set": {"aliveAt": at, **facts}}, upsert=True)
+
+    def live(self, name: str, now: datetime, within_seconds: float) -> dict[str, Any]:
+        """Whether a watcher is following the changes now: it said so within `within_seconds`."""
+        state = self.get(name)
+        alive_at: datetime | None = state.get("aliveAt")
+        if alive_at is not None and alive_at.tzinfo is None:
+            alive_at = alive_at.replace(tzinfo=UTC)
+        live = alive_at is not None and (now - alive_at).total_seconds() <= within_seconds
+        return {"live": live, "aliveAt": alive_at, "liveSince": state.get("liveSince") if live else None}

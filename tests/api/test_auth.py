@@ -26,6 +26,7 @@ ROUTES = [
     ("GET", "/api/ledger/entries?sourceId=abc"),
     ("GET", "/api/ledger/trial-balance?asOf=2026-03-31"),
     ("GET", "/api/ledger/verify"),
+    ("GET", "/api/ledger/live"),
     ("GET", "/api/ledger/periods"),
     ("POST", "/api/ledger/periods/close"),
     ("POST", "/api/ledger/periods/reopen"),

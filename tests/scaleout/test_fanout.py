@@ -94,11 +94,11 @@ def prefect_on_postgres(postgres_database, fanout_env, tmp_path_factory):
         process.stop()
 
 
-def test_prefect_yaml_deploys_the_three_deployments(prefect_on_postgres):
+def test_prefect_yaml_deploys_every_deployment(prefect_on_postgres):
     deployments = {d.name: d for d in _read_deployments(prefect_on_postgres)}
     assert {name: d.entrypoint for name, d in deployments.items()} == {
         "on-demand": "flows/sync_vendor.py:sync_vendor_ledger", "nightly": "flows/nightly.py:sync_all_vendors",
-        "weekly-full": "flows/nightly.py:sync_all_vendors"}
+        "weekly-full": "flows/nightly.py:sync_all_vendors", "continuous": "flows/watch.py:watch_sources"}
     nightly, weekly = deployments["nightly"], deployments["weekly-full"]
     assert nightly.parameters == {"full": False} and weekly.parameters == {"full": True}
     def schedules(deployment):
