@@ -147,7 +147,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=20000, help="N source documents (4N is measured too)")
     parser.add_argument("--repeat", type=int, default=3, help="measurements at N (one at 4N): the median is shown")
+    parser.add_argument("--parts", default="sync,socket,watcher",
+                        help="comma-separated parts to measure (default all): sync, socket, watcher")
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
     RESULTS.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="ledger-bench-"))
     env = {**os.environ, "PREFECT_LOGGING_LEVEL": "ERROR", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -155,26 +158,31 @@ def main() -> None:
     with EmbeddedDatabase(work / "db") as database:
         env["MONGODB_URI"] = database.uri
         prefect, env["PREFECT_API_URL"] = start_prefect(work / "prefect", env)
+        result: dict = {
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
+            "machine": {"cores": os.cpu_count(),
+                        "memoryGb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+                        "python": platform.python_version()}}
         try:
             client = MongoClient(database.uri, tz_aware=True)
-            rows = [summarize([measure_size(client, env, size, repetition) for repetition in range(repeat)])
-                    for size, repeat in ((args.size, max(1, args.repeat)), (args.size * 4, 1))]
+            if "sync" in parts:
+                rows = [summarize([measure_size(client, env, size, repetition) for repetition in range(repeat)])
+                        for size, repeat in ((args.size, max(1, args.repeat)), (args.size * 4, 1))]
+                result.update(rows=rows, rssGrowth4N=round(rows[1]["peakRssMb"] / rows[0]["peakRssMb"], 3))
+            if "watcher" in parts:
+                from bench import watcher
+
+                result["watcher"] = watcher.measure(env, database.uri, "bench_watch", work / "watch")
         finally:
             prefect.terminate()
             prefect.wait(30)
-        from bench.socket_latency import measure
+        if "socket" in parts:
+            from bench.socket_latency import measure
 
-        sockets = measure(database.uri, "bench", work / "stack", args.size // 4, load_documents)
-    result = {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"cores": os.cpu_count(),
-                    "memoryGb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
-                    "python": platform.python_version()},
-        "rows": rows,
-        "rssGrowth4N": round(rows[1]["peakRssMb"] / rows[0]["peakRssMb"], 3),
-        "socket": {"documents": args.size // 4, **sockets},
-    }
-    (RESULTS / "latest.json").write_text(json.dumps(result, indent=2))
+            sockets = measure(database.uri, "bench", work / "stack", args.size // 4, load_documents)
+            result["socket"] = {"documents": args.size // 4, **sockets}
+    (RESULTS / ("latest.json" if parts >= {"sync", "socket", "watcher"} else "partial.json")).write_text(
+        json.dumps(result, indent=2))
     print(render(result))
 
 
@@ -184,18 +192,26 @@ def render(result: dict) -> str:
              "| documents | entries | sync ÷ floor (median, range) | commands / 1,000 docs (full) "
              "| commands, no-change re-sync | re-sync ÷ full | peak RSS MB | docs/s |",
              "|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for row in result["rows"]:
+    for row in result.get("rows", []):
         low, high = row["syncOverFloorRange"]
         spread = f" ({low}–{high}, {row['repetitions']} runs)" if row["repetitions"] > 1 else " (1 run)"
         lines.append(f"| {row['documents']:,} | {row['entries']:,} | {row['syncOverFloor']}{spread} | "
                      f"{row['commandsPer1000Full']} | {row['commandsIncrementalNoChange']} | {row['resyncOverFull']} | "
                      f"{row['peakRssMb']} | {row['documentsPerSecond']} |")
     lines.append("")
-    lines.append(f"Peak RSS at 4N ÷ at N: {result['rssGrowth4N']}")
-    socket = result["socket"]
-    lines.append(f"Socket.IO during a sync of {socket['documents']:,} documents: {socket['events']} progress events, "
-                 f"{socket['eventsPerSecond']}/s to the room; emit-to-client p50 {socket['emitToClientP50Ms']} ms, "
-                 f"p95 {socket['emitToClientP95Ms']} ms")
+    if "rssGrowth4N" in result:
+        lines.append(f"Peak RSS at 4N ÷ at N: {result['rssGrowth4N']}")
+    if "socket" in result:
+        socket = result["socket"]
+        lines.append(f"Socket.IO during a sync of {socket['documents']:,} documents: {socket['events']} progress "
+                     f"events, {socket['eventsPerSecond']}/s to the room; emit-to-client p50 "
+                     f"{socket['emitToClientP50Ms']} ms, p95 {socket['emitToClientP95Ms']} ms")
+    if "watcher" in result:
+        live = result["watcher"]
+        lines.append(f"Watcher: change-to-entry latency over {live['singleChanges']} single changes p50 "
+                     f"{live['latencyP50Seconds']} s, p95 {live['latencyP95Seconds']} s; a burst of {live['burst']:,} "
+                     f"new documents posted {live['burstPostedSeconds']} s after its first write "
+                     f"({live['burstChangesPerSecond']} documents/s; writing it took {live['burstWriteSeconds']} s)")
     return "\n".join(lines)
 
 
