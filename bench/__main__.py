@@ -17,9 +17,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
+from bson.decimal128 import Decimal128
 from pymongo import ASCENDING, MongoClient
 
 from cli.demo_data import generate
@@ -72,8 +74,16 @@ def _timed_insert(collection, documents: list[dict]) -> float:
     return time.perf_counter() - started
 
 
-def run_sync(env: dict, vendor_id: str, full: bool) -> dict:
-    output = subprocess.run([sys.executable, "-m", "bench.sync_process", vendor_id, "full" if full else "incremental"],
+def run_sync(env: dict, vendor_id: str, full: bool, **parameters) -> dict:
+    return _in_process(env, vendor_id, "full" if full else "incremental", json.dumps(parameters))
+
+
+def read_books(env: dict, vendor_id: str, as_of: str) -> dict:
+    return _in_process(env, vendor_id, "books", as_of)
+
+
+def _in_process(env: dict, *argv: str) -> dict:
+    output = subprocess.run([sys.executable, "-m", "bench.sync_process", *argv],
                             env=env, cwd=ROOT, capture_output=True, text=True, check=False)
     if output.returncode != 0:
         raise RuntimeError(f"benchmark sync failed:\n{output.stderr[-3000:]}")
@@ -115,14 +125,62 @@ def measure_size(client: MongoClient, env: dict, size: int, repetition: int) -> 
     entries = db.ledger_entries.count_documents({"vendorId": vendor_id})
     floor = floor_seconds(db, vendor_id)
     # A no-change re-sync takes ~0.1 s, where one hiccup of a shared machine shows: the median of three.
-    resync = sorted((run_sync(env, vendor_id, full=False) for _ in range(3)), key=lambda run: run["durationMs"])[1]
+    resync = median_of_three(lambda: run_sync(env, vendor_id, full=False))
+    changes = measure_changes(db, env, vendor_id, documents, full, resync)
     client.drop_database(name)
     return {"documents": documents, "entries": entries, "fullSyncSeconds": full["durationMs"] / 1000,
             "floorSeconds": round(floor, 3), "syncOverFloor": round(full["durationMs"] / 1000 / floor, 2),
             "resyncOverFull": round(resync["durationMs"] / full["durationMs"], 3),
             "peakRssMb": round(full["peakRssMb"], 1),
             "fullCommands": full["commands"], "resyncCommands": resync["commands"],
-            "fullStepMs": full["stepMs"], "resyncStepMs": resync["stepMs"]}
+            "fullStepMs": full["stepMs"], "resyncStepMs": resync["stepMs"], **changes}
+
+
+def median_of_three(sync) -> dict:
+    """A short sync takes ~0.1 s, where one hiccup of a shared machine shows: the median of three."""
+    return sorted((sync() for _ in range(3)), key=lambda run: run["durationMs"])[1]
+
+
+def measure_changes(db, env: dict, vendor_id: str, documents: int, full: dict, resync: dict) -> dict:
+    """What a small change costs against a no-change re-sync, a month's selective sync against a full
+    one, a no-change re-sync with rejected documents outstanding, and the trial balance reads."""
+    expense = db.expenses.find_one({"vendorId": vendor_id, "paymentStatus": "paid"})
+    amount = expense["amount"].to_decimal() if isinstance(expense["amount"], Decimal128) else Decimal(
+        str(expense["amount"]))
+    db.expenses.update_one({"_id": expense["_id"]}, {"$set": {"amount": Decimal128(amount + 1),
+                                                              "updatedAt": datetime.now(UTC)}})
+    fix = run_sync(env, vendor_id, full=False)
+    days = sorted(doc["date"] for doc in db.expenses.find({"vendorId": vendor_id}, {"date": 1}))
+    middle = days[len(days) // 2]
+    month_from = middle.replace(day=1)
+    month_to = (month_from + timedelta(days=32)).replace(day=1) - timedelta(days=1)
+    in_month = sum(db[collection].count_documents({"vendorId": vendor_id, field: {
+        "$gte": month_from, "$lt": month_to + timedelta(days=1)}})
+        for collection, field in (("salesinvoices", "invoiceDate"), ("purchaseinvoices", "invoiceDate"),
+                                  ("expenses", "date")))
+    month = run_sync(env, vendor_id, full=False, date_from=month_from.date().isoformat(),
+                     date_to=month_to.date().isoformat())
+    books = read_books(env, vendor_id, middle.date().isoformat())
+    for collection, document in generate(vendor_id, 8, seed=99):  # a few documents, four of them broken
+        db[collection].insert_one(document)
+    with_rejections = run_sync(env, vendor_id, full=False)
+    resync_rejected = median_of_three(lambda: run_sync(env, vendor_id, full=False))
+    return {
+        "fixOverResync": round(fix["durationMs"] / resync["durationMs"], 2), "fixCommands": fix["commandsTotal"],
+        "monthShare": round(in_month / documents, 3),
+        "monthOverFull": round(month["durationMs"] / full["durationMs"], 3), "monthCommands": month["commandsTotal"],
+        "rejectedOutstanding": with_rejections["stats"]["errors"],
+        "resyncWithRejectedOverFull": round(resync_rejected["durationMs"] / full["durationMs"], 3),
+        "resyncWithRejectedCommands": resync_rejected["commandsTotal"],
+        "trialBalanceCommands": books["current"]["commands"],
+        "trialBalanceMs": round(books["current"]["seconds"] * 1000, 1),
+        "asOfCommands": books["asOf"]["commands"], "asOfMs": round(books["asOf"]["seconds"] * 1000, 1),
+    }
+
+
+CHANGE_FIGURES = ("fixOverResync", "fixCommands", "monthShare", "monthOverFull", "monthCommands",
+                  "rejectedOutstanding", "resyncWithRejectedOverFull", "resyncWithRejectedCommands",
+                  "trialBalanceCommands", "trialBalanceMs", "asOfCommands", "asOfMs")
 
 
 def summarize(runs: list[dict]) -> dict:
@@ -139,6 +197,7 @@ def summarize(runs: list[dict]) -> dict:
         "resyncOverFull": round(statistics.median(run["resyncOverFull"] for run in runs), 3),
         "peakRssMb": max(run["peakRssMb"] for run in runs),
         "documentsPerSecond": round(documents / median["fullSyncSeconds"], 1),
+        **{name: median[name] for name in CHANGE_FIGURES},
         "runs": runs,
     }
 
@@ -198,6 +257,19 @@ def render(result: dict) -> str:
         lines.append(f"| {row['documents']:,} | {row['entries']:,} | {row['syncOverFloor']}{spread} | "
                      f"{row['commandsPer1000Full']} | {row['commandsIncrementalNoChange']} | {row['resyncOverFull']} | "
                      f"{row['peakRssMb']} | {row['documentsPerSecond']} |")
+    if result.get("rows"):
+        lines += ["", "| documents | one-document fix ÷ no-change re-sync (commands) "
+                  "| one month ÷ full (month's share) | no-change re-sync ÷ full, rejected outstanding (commands) "
+                  "| trial balance: commands, ms | as of mid-range: commands, ms |", "|---:|---:|---:|---:|---:|---:|"]
+        for row in result["rows"]:
+            lines.append(f"| {row['documents']:,} | {row['fixOverResync']} ({row['fixCommands']}) | "
+                         f"{row['monthOverFull']} ({row['monthShare']}) | {row['resyncWithRejectedOverFull']} "
+                         f"({row['resyncWithRejectedCommands']}, {row['rejectedOutstanding']} rejected) | "
+                         f"{row['trialBalanceCommands']:g}, {row['trialBalanceMs']} | {row['asOfCommands']:g}, "
+                         f"{row['asOfMs']} |")
+        small, large = result["rows"]
+        lines.append(f"Trial balance time 4N ÷ N: current {round(large['trialBalanceMs'] / small['trialBalanceMs'], 2)}"
+                     f", as of {round(large['asOfMs'] / small['asOfMs'], 2)}")
     lines.append("")
     if "rssGrowth4N" in result:
         lines.append(f"Peak RSS at 4N ÷ at N: {result['rssGrowth4N']}")

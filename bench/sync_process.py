@@ -38,10 +38,35 @@ def peak_rss_mb() -> float:
     raise RuntimeError("no VmHWM in /proc/self/status")
 
 
+def read_books(vendor_id: str, as_of: str, counter: CommandCounter) -> None:
+    """The trial balance, current and as of a day, as the API reads it: commands and time of each."""
+    from datetime import date
+
+    from flows.database import get_store
+
+    store = get_store()
+    store.books.current(vendor_id)  # warm: the pooled connection, not the read, is what a first call pays
+    figures = {}
+    for name, read in (("current", lambda: store.books.current(vendor_id)),
+                       ("asOf", lambda: store.books.as_of(vendor_id, date.fromisoformat(as_of)))):
+        counter.commands.clear()
+        started = time.perf_counter()
+        for _ in range(5):
+            read()
+        figures[name] = {"seconds": (time.perf_counter() - started) / 5, "commands": sum(counter.commands.values()) / 5}
+    print(json.dumps(figures))
+
+
 def main() -> None:
-    vendor_id, full = sys.argv[1], sys.argv[2] == "full"
+    """`VENDOR full|incremental [JSON parameters]`, or `VENDOR books AS_OF`."""
+    vendor_id, mode = sys.argv[1], sys.argv[2]
     counter = CommandCounter()
     monitoring.register(counter)
+    if mode == "books":
+        read_books(vendor_id, sys.argv[3], counter)
+        return
+    full = mode == "full"
+    parameters = json.loads(sys.argv[3]) if len(sys.argv) > 3 else {}
     # Count only the sync's own commands, not the one-off index set-up.
     from flows.database import get_store
     from flows.sync_vendor import sync_vendor_ledger
@@ -49,7 +74,7 @@ def main() -> None:
     get_store()
     counter.commands.clear()
     started = time.perf_counter()
-    summary = sync_vendor_ledger(vendor_id, full=full)
+    summary = sync_vendor_ledger(vendor_id, full=full, **parameters)
     wall = time.perf_counter() - started
     commands = dict(counter.commands)
     run = get_store().runs.get(summary["syncId"])  # where the time went, for reading the JSON (not counted)

@@ -75,7 +75,7 @@ class Store:
     def ensure_indexes(self) -> None:
         """Indexes for every query the product runs (idempotent)."""
         for part in (self.sources, self.entries, self.runs, self.rejections, self.accounts, self.balances, self.chain,
-                     self.periods):
+                     self.periods, self.vendors):
             part.ensure_indexes()
 
 

@@ -24,6 +24,8 @@ class AccountStore:
 
     def ensure_indexes(self) -> None:
         self.collection.create_index([("vendorId", ASCENDING), ("key", ASCENDING)], name="by_vendor_key", unique=True)
+        self.collection.create_index([("vendorId", ASCENDING), ("code", ASCENDING), ("key", ASCENDING)],
+                                     name="by_vendor_code")
 
     def keys(self, vendor_id: str) -> set[str]:
         return {doc["key"] for doc in self.collection.find({"vendorId": vendor_id}, {"key": 1})}
@@ -44,9 +46,8 @@ class AccountStore:
 
     def legacy_expense_keys(self, vendor_id: str) -> list[str]:
         """Expense accounts opened before codes were unique, in key order."""
-        return sorted(doc["key"] for doc in self.collection.find(
-            {"vendorId": vendor_id, "code": LEGACY_EXPENSE_CODE, "key": {"$regex": f"^{EXPENSES_PREFIX}"}},
-            {"key": 1}))
+        return sorted(doc["key"] for doc in self.collection.find(  # no regex: it would lose the index
+            {"vendorId": vendor_id, "code": LEGACY_EXPENSE_CODE}, {"key": 1}) if doc["key"].startswith(EXPENSES_PREFIX))
 
     def renumber(self, vendor_id: str, codes: Mapping[str, int]) -> None:
         """Give accounts opened with the shared legacy code their own (accounts are not entries)."""

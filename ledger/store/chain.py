@@ -55,7 +55,9 @@ class ChainStore:
         chained-once entries first, then the entries that carry their place."""
         seq_range: dict[str, int] = {"$gt": after_seq}
         if through_seq is not None:
-            seq_range["$lte"] = through_seq
+            # `$lt` the next place, not `$lte`: SecantusDB drops the upper bound itself from an
+            # inclusive range on a field that is not the index's last (`by_chain_order`).
+            seq_range["$lt"] = through_seq + 1
         batch: list[dict[str, Any]] = []
         for link in self.chain.find({"vendorId": vendor_id, "seq": seq_range}, sort=[("seq", ASCENDING)],
                                     batch_size=self.batch_size):

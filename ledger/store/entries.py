@@ -64,6 +64,10 @@ class EntryStore:
         # The chain: one entry per place, so two writers can never fork it (entries from before it have no seq).
         self.collection.create_index([("vendorId", ASCENDING), ("seq", ASCENDING)], name="by_chain", unique=True,
                                      partialFilterExpression={"seq": {"$exists": True}})
+        # The chain's reads: SecantusDB plans no query on a partial index (a scan of the whole
+        # collection instead), so a full index of the same order serves them on every server.
+        self.collection.create_index([("vendorId", ASCENDING), ("seq", ASCENDING), ("_id", ASCENDING)],
+                                     name="by_chain_order")
         self.collection.create_index([("vendorId", ASCENDING), ("date", ASCENDING)], name="by_date")
         # Whose document was deleted: a change stream's delete event carries only its `_id`.
         self.collection.create_index([("source.type", ASCENDING), ("source.id", ASCENDING)], name="by_source_id")

@@ -78,6 +78,18 @@ class RunRepository:
                                      partialFilterExpression={"active": True})
         self.collection.create_index([("active", ASCENDING), ("heartbeatAt", ASCENDING)], name="active_by_heartbeat",
                                      partialFilterExpression={"active": True})
+        # SecantusDB plans no query on a partial index, and uses an index only when it holds every
+        # field the query names: these serve the per-sync reads and guarded writes on every server
+        # (a closed run has no `active` field: it sorts apart, under null).
+        self.collection.create_index([("vendorId", ASCENDING), ("active", ASCENDING)], name="active_of_vendor")
+        self.collection.create_index([("active", ASCENDING), ("heartbeatAt", ASCENDING), ("_id", ASCENDING)],
+                                     name="silent_runs")
+        self.collection.create_index([("_id", ASCENDING), ("attempts", ASCENDING), ("active", ASCENDING),
+                                      ("owner", ASCENDING)], name="by_guard")
+        self.collection.create_index([("vendorId", ASCENDING), ("state", ASCENDING), ("ledger.runNumber", DESCENDING)],
+                                     name="seals_of_vendor")
+        self.collection.create_index([("vendorId", ASCENDING), ("state", ASCENDING), ("coverage", ASCENDING),
+                                      ("startedAt", DESCENDING)], name="coverage_of_vendor")
 
     # ---- reading -----------------------------------------------------------------
 
@@ -101,7 +113,7 @@ class RunRepository:
     def latest_seal(self, vendor_id: str) -> SyncRun | None:
         """The completed run that sealed the vendor's books last (highest run number)."""
         return run_from_document(self.collection.find_one(
-            {"vendorId": vendor_id, "state": RunState.COMPLETED, "ledger.runNumber": {"$exists": True}},
+            {"vendorId": vendor_id, "state": RunState.COMPLETED, "ledger.runNumber": {"$gte": 0}},
             sort=[("ledger.runNumber", DESCENDING)]))
 
     def last_covering(self, vendor_id: str, step: str) -> SyncRun | None:
@@ -110,13 +122,14 @@ class RunRepository:
             {"vendorId": vendor_id, "state": RunState.COMPLETED, "coverage": step}, sort=[("startedAt", DESCENDING)]))
 
     def stale(self, heartbeat_before: datetime) -> list[SyncRun]:
-        """Active runs without a heartbeat since `heartbeat_before` (index `active_by_heartbeat`).
+        """Active runs without a heartbeat since `heartbeat_before` (index `silent_runs`).
 
         A run still queued for a flow run that exists is not stale: it waits for a worker
-        (the events bridge settles it if Prefect crashes or cancels that flow run)."""
-        return [SyncRun.model_validate(doc) for doc in self.collection.find(
-            {"active": True, "heartbeatAt": {"$lt": heartbeat_before},
-             "$or": [{"state": {"$ne": RunState.QUEUED}}, {"flowRunId": None}]})]
+        (the events bridge settles it if Prefect crashes or cancels that flow run). That is
+        decided here, not in the query: SecantusDB scans the collection for an `$or` or `$ne`."""
+        silent = self.collection.find({"active": True, "heartbeatAt": {"$lt": heartbeat_before}})
+        return [SyncRun.model_validate(doc) for doc in silent
+                if doc.get("state") != RunState.QUEUED or doc.get("flowRunId") is None]
 
     # ---- opening and resuming -----------------------------------------------------
 
@@ -176,7 +189,16 @@ class RunRepository:
             update["$max"] = raise_at_least
         query = dict(guard.filter)
         if unless_step_completed is not None:
-            query[field("steps", unless_step_completed, "state")] = {"$ne": StepState.COMPLETED}
+            # Read first, not a condition on the step in the write: the attempt's own process is the
+            # only writer of its steps (the guard fences out any other), and the write's filter stays
+            # on the fields of index `by_guard`.
+            state = field("steps", unless_step_completed, "state")
+            current = self.collection.find_one(query, {state: 1}, session=session)
+            if current is None:
+                self._raise_if_fenced(guard, session)
+                return None
+            if ((current.get("steps") or {}).get(unless_step_completed) or {}).get("state") == StepState.COMPLETED:
+                return None
         def write() -> Any:
             return self.collection.find_one_and_update(query, update, return_document=ReturnDocument.AFTER,
                                                        session=session)
