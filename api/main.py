@@ -37,6 +37,7 @@ from api.routes import router
 from api.settings import ApiSettings, ConfigurationError, get_api_settings
 from api.sockets import SYNC_ERROR, create_socket_server, emit_to_vendor
 from flows.database import get_store as store_for
+from flows.logs import use_log_format
 from flows.metrics import exposition
 from flows.runs import crash_stale_runs
 from ledger.kinds import kinds as registered_kinds
@@ -57,6 +58,7 @@ def create_app(settings: ApiSettings | None = None, *, start_bridge: bool = True
 
     The FastAPI app is `.fastapi_app` and the Socket.IO server `.sio` on the returned object.
     """
+    use_log_format()
     settings = settings or get_api_settings()
     jwt_secret = settings.resolve_jwt_secret()  # refuses to start without one (outside development)
     dev_routes = settings.dev_routes  # refuses them outside development

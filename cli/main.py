@@ -27,6 +27,9 @@ DEMO_VENDORS = ["acme-traders", "bluebird-cafe"]
 
 
 def main(argv: list[str] | None = None) -> int:
+    from flows.logs import use_log_format
+
+    use_log_format()  # before any Prefect logging; the stack's processes inherit it
     parser = _parser()
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
