@@ -38,7 +38,7 @@ from api.settings import ApiSettings, ConfigurationError, get_api_settings
 from api.sockets import SYNC_ERROR, create_socket_server, emit_to_vendor
 from flows.database import get_store as store_for
 from flows.logs import use_log_format
-from flows.metrics import exposition
+from flows.metrics import bridge_metrics, exposition
 from flows.runs import crash_stale_runs
 from ledger.kinds import kinds as registered_kinds
 from ledger.sync_run import step_label
@@ -138,8 +138,10 @@ def create_app(settings: ApiSettings | None = None, *, start_bridge: bool = True
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics(store: StoreDep):
-        """Prometheus' text format, from the run records (see `flows.metrics`); unauthenticated, like any scrape."""
-        return Response(await blocking(exposition, store), media_type=CONTENT_TYPE_LATEST)
+        """Prometheus' text format: the syncs from the run records (see `flows.metrics`), this process's events
+        bridge; unauthenticated, like any scrape."""
+        own = bridge_metrics(bridge.connected, bridge.reconnects, bridge.lag_seconds)
+        return Response(await blocking(exposition, store, own), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/docs", include_in_schema=False)
     async def docs():
@@ -148,7 +150,8 @@ def create_app(settings: ApiSettings | None = None, *, start_bridge: bool = True
                                    swagger_js_url=f"{SWAGGER_UI_URL}/swagger-ui-bundle.js",
                                    swagger_css_url=f"{SWAGGER_UI_URL}/swagger-ui.css",
                                    swagger_favicon_url=f"{SWAGGER_UI_URL}/favicon-32x32.png",
-                                   swagger_ui_parameters={"persistAuthorization": True})
+                                   # no badge from the online validator: nothing is fetched from outside
+                                   swagger_ui_parameters={"persistAuthorization": True, "validatorUrl": None})
 
     if dev_routes:
         log.warning("development routes ON: GET /api/dev/token mints a token for any vendor without "

@@ -206,8 +206,8 @@ def _sync(args) -> int:
             return EXIT_ALREADY_RUNNING
         except Exception as error:  # noqa: BLE001 - reported below from the run record
             # the resumed run, or the one this sync opened (the vendor's newest)
-            latest = [found] if args.resume and (found := get_store().runs.get(args.resume)) else \
-                get_store().runs.recent(args.vendor, limit=1)
+            found = get_store().runs.get(args.resume) if args.resume else None
+            latest = [found] if found else get_store().runs.recent(args.vendor, limit=1)
             summary = summary_view(latest[0]) if latest else {"vendorId": args.vendor, "state": "failed",
                                                              "error": str(error)}
             if summary.get("state") != "failed":

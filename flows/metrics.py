@@ -80,8 +80,28 @@ class SyncCollector:
         yield from (started, finished, active, duration, documents, entries, rejected)
 
 
-def exposition(store: Store) -> bytes:
-    """The text a scrape gets."""
+def bridge_metrics(connected: bool, reconnects: int, lag_seconds: float | None) -> list[Metric]:
+    """The API process's own events bridge (Prefect's event stream → the vendors' rooms)."""
+    up = GaugeMetricFamily("ledger_sync_events_bridge_connected", "1 while the bridge follows Prefect's events",
+                           value=int(connected))
+    again = CounterMetricFamily("ledger_sync_events_bridge_reconnects", "Times the bridge lost the stream and "
+                                "connected again", value=reconnects)
+    lag = GaugeMetricFamily("ledger_sync_events_bridge_lag_seconds", "From when the last forwarded event happened "
+                            "to when the bridge sent it on", value=lag_seconds or 0.0)
+    return [up, again, lag]
+
+
+class _Fixed:
+    def __init__(self, metrics: list[Metric]):
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self.metrics
+
+
+def exposition(store: Store, process_metrics: list[Metric]) -> bytes:
+    """The text a scrape gets: the syncs' figures and this process's own (`process_metrics`)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(SyncCollector(store))
+    registry.register(_Fixed(process_metrics))
     return generate_latest(registry)

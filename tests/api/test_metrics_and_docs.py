@@ -40,6 +40,9 @@ async def test_metrics_count_a_sync_run_by_the_flow_process(api, http, mongo, ne
     assert grew("ledger_sync_sync_duration_seconds_bucket", le="+Inf", **incremental) == 1
     assert grew("ledger_sync_sync_duration_seconds_sum", **incremental) > 0
     assert after[("ledger_sync_active_syncs", (("state", "running"),))] >= 0  # every active state is shown
+    assert after[("ledger_sync_events_bridge_connected", ())] == 1
+    assert 0 < after[("ledger_sync_events_bridge_lag_seconds", ())] < 30  # it forwarded this sync's events
+    assert ("ledger_sync_events_bridge_reconnects_total", ()) in after
 
 
 async def test_docs_load_only_local_assets_and_declare_bearer_auth(http):
@@ -51,7 +54,7 @@ async def test_docs_load_only_local_assets_and_declare_bearer_auth(http):
     for asset in assets:
         assert asset.startswith("/"), asset
         assert (await http.get(asset)).status_code == 200, asset
-    assert "/openapi.json" in page.text
+    assert "/openapi.json" in page.text and '"validatorUrl": null' in page.text
     schema = (await http.get("/openapi.json")).json()
     schemes = schema["components"]["securitySchemes"]
     assert {"type": "http", "scheme": "bearer"}.items() <= next(iter(schemes.values())).items()
