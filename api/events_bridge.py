@@ -75,6 +75,7 @@ class EventsBridge:
         self.forwarded = 0
         self.reconnects = 0
         self.last_event_at: float | None = None
+        self.lag_seconds: float | None = None  # of the last event forwarded: when it happened → now
         self._seen = _Bounded(20000)
         self._terminal_sent = _Bounded(5000)  # (syncId, flowRunId) that got their final event
         self._percent = _Bounded(5000)  # (syncId, flowRunId) -> last percent forwarded
@@ -218,6 +219,7 @@ class EventsBridge:
     async def _send(self, name: str, payload: dict, vendor_id: str, occurred: datetime | None = None) -> None:
         if occurred is not None:  # lets a client measure how late it hears about things
             payload = {**payload, "occurredAt": occurred.isoformat()}
+            self.lag_seconds = max(0.0, (datetime.now(UTC) - occurred).total_seconds())
         await self.emit(name, payload, vendor_id)
         self.forwarded += 1
 

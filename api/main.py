@@ -19,14 +19,16 @@ import socketio
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST
 from pymongo.errors import PyMongoError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api import schemas
 from api.auth import VENDOR_ID_PATTERN, issue_token
-from api.deps import SettingsDep, StoreDep
+from api.deps import SettingsDep, StoreDep, blocking
 from api.errors import http_error, validation_error
 from api.events_bridge import EventsBridge
 from api.orchestrator import Orchestrator
@@ -35,6 +37,8 @@ from api.routes import router
 from api.settings import ApiSettings, ConfigurationError, get_api_settings
 from api.sockets import SYNC_ERROR, create_socket_server, emit_to_vendor
 from flows.database import get_store as store_for
+from flows.logs import use_log_format
+from flows.metrics import bridge_metrics, exposition
 from flows.runs import crash_stale_runs
 from ledger.kinds import kinds as registered_kinds
 from ledger.sync_run import step_label
@@ -45,6 +49,8 @@ log = logging.getLogger("ledger_sync.api")
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 SOCKET_IO_CLIENT = PROJECT_DIR / "node_modules" / "socket.io-client" / "dist" / "socket.io.min.js"
+SWAGGER_UI = PROJECT_DIR / "node_modules" / "swagger-ui-dist"  # npm's swagger-ui-dist: /docs works offline
+SWAGGER_UI_URL = "/static/vendor/swagger-ui"
 
 
 def create_app(settings: ApiSettings | None = None, *, start_bridge: bool = True) -> socketio.ASGIApp:
@@ -52,6 +58,7 @@ def create_app(settings: ApiSettings | None = None, *, start_bridge: bool = True
 
     The FastAPI app is `.fastapi_app` and the Socket.IO server `.sio` on the returned object.
     """
+    use_log_format()
     settings = settings or get_api_settings()
     jwt_secret = settings.resolve_jwt_secret()  # refuses to start without one (outside development)
     dev_routes = settings.dev_routes  # refuses them outside development
@@ -89,7 +96,7 @@ def create_app(settings: ApiSettings | None = None, *, start_bridge: bool = True
             await orchestrator.close()
             await _stop_socket_server(sio)
 
-    app = FastAPI(title="Ledger Sync API", version="0.1.0", lifespan=lifespan,
+    app = FastAPI(title="Ledger Sync API", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Trigger and follow ledger syncs. Authenticate with `Authorization: Bearer <JWT>` "
                               "(HS256, `vendorId` and `exp` claims). Live progress: Socket.IO at `/socket.io` "
                               "(`auth: {token}`, then emit `join_vendor_room`; events `sync_progress`, "
@@ -129,6 +136,23 @@ def create_app(settings: ApiSettings | None = None, *, start_bridge: bool = True
                 "eventsBridge": bridge.connected}
         return JSONResponse(body, status_code=200 if database else 503)
 
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics(store: StoreDep):
+        """Prometheus' text format: the syncs from the run records (see `flows.metrics`), this process's events
+        bridge; unauthenticated, like any scrape."""
+        own = bridge_metrics(bridge.connected, bridge.reconnects, bridge.lag_seconds)
+        return Response(await blocking(exposition, store, own), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs():
+        """Swagger UI from this server's own copy (FastAPI's self-hosted docs assets), never a CDN."""
+        return get_swagger_ui_html(openapi_url=app.openapi_url or "/openapi.json", title=f"{app.title} — docs",
+                                   swagger_js_url=f"{SWAGGER_UI_URL}/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{SWAGGER_UI_URL}/swagger-ui.css",
+                                   swagger_favicon_url=f"{SWAGGER_UI_URL}/favicon-32x32.png",
+                                   # no badge from the online validator: nothing is fetched from outside
+                                   swagger_ui_parameters={"persistAuthorization": True, "validatorUrl": None})
+
     if dev_routes:
         log.warning("development routes ON: GET /api/dev/token mints a token for any vendor without "
                     "authentication (LEDGER_DEV_ROUTES=true); never expose this server")
@@ -166,6 +190,8 @@ def create_app(settings: ApiSettings | None = None, *, start_bridge: bool = True
         """The sync's steps and the kinds of documents, from the registry, for the web UI."""
         return Response(kinds_javascript(), media_type="application/javascript", headers={"Cache-Control": "no-cache"})
 
+    if SWAGGER_UI.is_dir():  # before /static, which would otherwise take these paths
+        app.mount(SWAGGER_UI_URL, StaticFiles(directory=SWAGGER_UI), name="swagger-ui")
     if STATIC_DIR.is_dir():
         app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 

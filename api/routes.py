@@ -24,7 +24,7 @@ from api.orchestrator import Orchestrator
 from api.params import AsOfDay, day
 from api.sockets import SYNC_COMPLETE, SYNC_ERROR, SYNC_PROGRESS, emit_to_vendor
 from flows.progress import run_progress_event
-from flows.runs import open_run, reopen_for_resume, run_view, summary_view
+from flows.runs import open_run, rejection_view, reopen_for_resume, run_view, summary_view
 from ledger.clock import utc_now
 from ledger.ids import candidate_ids, display_id, id_key
 from ledger.kinds import by_name
@@ -215,11 +215,7 @@ async def resume_run(sync_id: SyncId, vendor_id: VendorDep, store: StoreDep, orc
 async def run_errors(sync_id: SyncId, vendor_id: VendorDep, store: StoreDep, limit: int = Query(500, ge=1, le=5000)):
     await _owned_run(store, sync_id, vendor_id)
     rows = await blocking(store.rejections.of_run, sync_id, vendor_id, limit)
-    return {"syncId": sync_id, "errors": [
-        {"sourceType": row.get("sourceType"), "sourceId": display_id(row.get("sourceId")),
-         "sourceKey": id_key(row.get("sourceId")), "number": row.get("number"),
-         "field": row.get("field"), "reason": row.get("reason") or "", "recordedAt": _iso(row.get("recordedAt"))}
-        for row in rows]}
+    return {"syncId": sync_id, "errors": [rejection_view(row) for row in rows]}
 
 
 # ---- the books ------------------------------------------------------------------

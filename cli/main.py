@@ -15,6 +15,8 @@ from datetime import date
 from typing import Any
 
 from cli.books import add_commands as add_book_commands
+from cli.runs import add_commands as add_run_commands
+from cli.runs import unknown_sync
 from flows.settings import get_settings
 from ledger.kinds import kind_steps
 
@@ -25,6 +27,9 @@ DEMO_VENDORS = ["acme-traders", "bluebird-cafe"]
 
 
 def main(argv: list[str] | None = None) -> int:
+    from flows.logs import use_log_format
+
+    use_log_format()  # before any Prefect logging; the stack's processes inherit it
     parser = _parser()
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
@@ -70,6 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     watch.set_defaults(handler=_watch)
 
     add_book_commands(commands, _database)
+    add_run_commands(commands, _database)
 
     token = commands.add_parser("token", help="print a development token for a vendor")
     token.add_argument("--vendor", required=True)
@@ -181,6 +187,13 @@ def _sync(args) -> int:
         from flows.sync_vendor import sync_vendor_ledger
         from ledger.store import SyncAlreadyRunning
 
+        resumed = get_store().runs.get(args.resume, args.vendor) if args.resume else None
+        if args.resume and resumed is None:
+            return unknown_sync(args.resume)
+        if resumed is not None and not resumed.active and not resumed.resumable:
+            print(f"ledger-sync: sync {args.resume} is {resumed.state}; only a failed, crashed or cancelled sync "
+                  "can be resumed", file=sys.stderr)
+            return EXIT_USAGE
         bar = _ProgressBar() if sys.stderr.isatty() else None
         if bar:
             progress.add_listener(bar)
@@ -195,7 +208,9 @@ def _sync(args) -> int:
                 print(json.dumps({"syncId": running.sync_id, "vendorId": args.vendor, "state": "running"}))
             return EXIT_ALREADY_RUNNING
         except Exception as error:  # noqa: BLE001 - reported below from the run record
-            latest = get_store().runs.recent(args.vendor, limit=1)
+            # the resumed run, or the one this sync opened (the vendor's newest)
+            found = get_store().runs.get(args.resume) if args.resume else None
+            latest = [found] if found else get_store().runs.recent(args.vendor, limit=1)
             summary = summary_view(latest[0]) if latest else {"vendorId": args.vendor, "state": "failed",
                                                              "error": str(error)}
             if summary.get("state") != "failed":
@@ -220,7 +235,8 @@ def _report(summary: dict, as_json: bool) -> None:
     if summary.get("error"):
         print(f"  error: {summary['error']}", file=sys.stderr)
     if total.get("errors"):
-        print(f"  {total['errors']} document(s) rejected: see `ledger_sync_errors` or the web UI", file=sys.stderr)
+        print(f"  {total['errors']} document(s) rejected: see `ledger-sync errors {summary.get('syncId', '?')}`",
+              file=sys.stderr)
 
 
 class _ProgressBar:

@@ -278,7 +278,8 @@ class DocumentStep:
 
     def _log_rejection(self, rejection: Rejection) -> None:
         self.logger.warning("rejected vendor=%s sync=%s %s=%s field=%s: %s", self.context.vendor_id,
-                            self.context.sync_id, rejection.type, rejection.id, rejection.field, rejection.reason)
+                            self.context.sync_id, rejection.type, rejection.id, rejection.field, rejection.reason,
+                            extra={"document_id": rejection.id})
 
 
 def _same_bson_type(previous_id: Any, ids: list[Any]) -> bool:

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ledger.clock import iso, utc_now
+from ledger.ids import display_id, id_key
 from ledger.kinds import kinds
 from ledger.store import RunGuard, Store
 from ledger.sync_run import RunState, SyncParameters, SyncRun, SyncStats, step_label, steps
@@ -134,11 +135,18 @@ def run_view(run: SyncRun, now: datetime | None = None) -> dict[str, Any]:
     }
 
 
+def rejection_view(record: dict[str, Any]) -> dict[str, Any]:
+    """The public shape of a rejected document (the API's run errors, `ledger-sync errors`)."""
+    return {"sourceType": record.get("sourceType"), "sourceId": display_id(record.get("sourceId")),
+            "sourceKey": id_key(record.get("sourceId")), "number": record.get("number"), "field": record.get("field"),
+            "reason": record.get("reason") or "", "recordedAt": iso(record.get("recordedAt"))}
+
+
 def summary_view(run: SyncRun) -> dict[str, Any]:
     """The `--json` / `sync_complete` shape of SPEC §5."""
     view = run_view(run)
     return {key: view[key] for key in ("syncId", "vendorId", "state", "stats", "durationMs", "verification", "error")}
 
 
-__all__ = ["SyncStats", "crash_stale_runs", "mark_stale_runs", "new_sync_id", "open_run", "reopen_for_resume",
-           "run_view", "summary_view"]
+__all__ = ["SyncStats", "crash_stale_runs", "mark_stale_runs", "new_sync_id", "open_run", "rejection_view",
+           "reopen_for_resume", "run_view", "summary_view"]

@@ -75,6 +75,10 @@ def build_watcher_deployment():
 def main() -> None:
     from prefect import serve
 
+    from flows.logs import use_log_format
+
+    use_log_format()
+
     if not os.environ.get("PREFECT_API_URL"):
         raise SystemExit("flows.serve needs PREFECT_API_URL (the Prefect server to take runs from)")
     limit = int(os.environ.get("LEDGER_SERVE_LIMIT", "8"))

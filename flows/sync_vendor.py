@@ -17,6 +17,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.client.orchestration import get_client
 from prefect.context import get_run_context
 from pymongo.errors import ConnectionFailure, CursorNotFound, ExecutionTimeout, PyMongoError
 
@@ -24,7 +25,7 @@ from flows import progress
 from flows.concurrency import vendor_slot
 from flows.context import SyncCancelled, SyncContext
 from flows.database import get_store
-from flows.deployments import FLOW_NAME
+from flows.deployments import FLOW_NAME, flow_run_name, run_tags
 from flows.document_step import DocumentStep
 from flows.periods import moved_closes
 from flows.runs import Heartbeat, open_run, reopen_for_resume, summary_view
@@ -167,11 +168,8 @@ def sync_documents(context: SyncContext, step: str) -> dict[str, Any]:
     stats = document_step.run()
     _finish_step(context, step, run, {}, stats=document_step.stats,
                  processed=document_step.total or document_step.processed,
-                 message=f"{kind.label}: {stats.synced:,} posted, {stats.reversed:,} reversed, "
+                 message=f"{kind.label}: {stats.scanned:,} read, {stats.synced:,} posted, {stats.reversed:,} reversed, "
                          f"{stats.skipped:,} unchanged, {stats.errors:,} rejected")
-    get_run_logger().info("%s vendor=%s sync=%s: %d documents, %d posted, %d reversed, %d unchanged, %d rejected",
-                          step, context.vendor_id, context.sync_id, stats.scanned, stats.synced, stats.reversed,
-                          stats.skipped, stats.errors)
     return stats.model_dump()
 
 
@@ -283,6 +281,7 @@ def sync_vendor_ledger(vendor_id: str, date_from: str | None = None, date_to: st
                        run.sync_id, run.attempts, vendor_id)
         current = store.runs.get(run.sync_id)
         return summary_view(current or run)
+    _name_flow_run(run)
     context = SyncContext(sync_id=run.sync_id, vendor_id=vendor_id, attempt=run.attempts, owner=owner,
                           parameters=run.sync_parameters, changed_since=run.since,
                           base_currency=store.vendors.base_currency(vendor_id, settings.ledger_base_currency),
@@ -366,6 +365,9 @@ def _finish_step(context: SyncContext, step: str, at_start: SyncRun, extra: dict
         field("steps", step, "state"): StepState.COMPLETED, field("steps", step, "ended_at"): now,
         field("steps", step, "duration_ms"): int((now - started).total_seconds() * 1000), field("heartbeat_at"): now,
         **progress_changes(shown), **extra}, raise_at_least={field("progress", "percent"): shown.percent})
+    # Every step's summary at INFO, in the Prefect UI's log of the run as in the worker's.
+    get_run_logger().info("%s vendor=%s sync=%s: %s (%.1f s)", step, context.vendor_id, context.sync_id, message,
+                          (now - started).total_seconds())
     percent = run.progress.percent if run is not None else shown.percent
     progress.publish(progress.PROGRESS, progress.progress_event(
         context.sync_id, context.vendor_id, RunState.RUNNING, shown.model_copy(update={"percent": percent}), totals))
@@ -390,6 +392,25 @@ def _explain(error: Exception) -> str:
     if isinstance(error, LedgerInconsistent | EntryIdCollision | ChainMoved):
         return str(error)
     return f"{type(error).__name__}: {error}"
+
+
+def _name_flow_run(run: SyncRun) -> None:
+    """Name and tag this flow run as the API and the schedules do (`flows.deployments`): a run started
+    in-process (the CLI, the watcher) only learns its sync id here, so the Prefect UI shows every sync alike."""
+    try:
+        flow_run = get_run_context().flow_run  # type: ignore[union-attr]
+    except Exception:  # noqa: BLE001 - outside a flow run there is nothing to name
+        return
+    if flow_run is None:
+        return
+    name, tags = flow_run_name(run.sync_id, run.attempts), run_tags(run.vendor_id, run.sync_id, run.attempts)
+    if flow_run.name == name and set(tags) <= set(flow_run.tags):
+        return  # started by a deployment run, already named
+    try:
+        with get_client(sync_client=True) as client:
+            client.update_flow_run(flow_run.id, name=name, tags=sorted({*flow_run.tags, *tags}))
+    except Exception as error:  # noqa: BLE001 - a name is no reason to stop a sync
+        get_run_logger().warning("sync %s: the flow run could not be named: %s", run.sync_id, error)
 
 
 def _flow_run_id() -> str | None:

@@ -83,6 +83,15 @@ class SyncParameters(BaseModel):
         """A run without a date range or a list of documents reads every (changed) document of its types."""
         return self.date_from is None and self.date_to is None and self.documents is None
 
+    @property
+    def mode(self) -> str:
+        """What kind of sync this is, for `/metrics` and the run record: full, continuous, selective or incremental."""
+        if self.full:
+            return "full"
+        if self.documents is not None:
+            return "continuous"
+        return "incremental" if self.covers_everything and self.types == kind_steps() else "selective"
+
     def includes(self, moment: datetime) -> bool:
         return ((self.start is None or moment >= self.start)
                 and (self.end_exclusive is None or moment < self.end_exclusive))
@@ -214,6 +223,7 @@ class SyncRun(_Stored):
     vendor_id: str
     state: RunState
     parameters: dict[str, Any] = Field(default_factory=dict)
+    mode: str = "incremental"  # `SyncParameters.mode`, stored so `/metrics` groups runs by it on the server
     since: dict[str, datetime | None] = Field(default_factory=dict)  # incremental: read changes from here, per type
     recheck: dict[str, list[Any]] = Field(default_factory=dict)  # documents rejected last time, per type
     steps: dict[str, StepRecord] = Field(default_factory=dict)
@@ -289,7 +299,8 @@ class SyncRun(_Stored):
             recheck: dict[str, list[Any]], run_number: int, now: datetime,
             state: RunState = RunState.QUEUED) -> SyncRun:
         return cls(
-            sync_id=sync_id, vendor_id=vendor_id, state=state, parameters=parameters.as_document(), since=since,
+            sync_id=sync_id, vendor_id=vendor_id, state=state, parameters=parameters.as_document(),
+            mode=parameters.mode, since=since,
             recheck=recheck, steps={step: StepRecord(state=StepState.PENDING if parameters.selects(step)
                                                      else StepState.SKIPPED) for step in steps()},
             stats=SyncStats().as_document(), progress=Progress(message="Queued"), started_at=now,

@@ -90,6 +90,7 @@ class RunRepository:
                                      name="seals_of_vendor")
         self.collection.create_index([("vendorId", ASCENDING), ("state", ASCENDING), ("coverage", ASCENDING),
                                       ("startedAt", DESCENDING)], name="coverage_of_vendor")
+        self.collection.create_index([("state", ASCENDING), ("mode", ASCENDING)], name="by_state_and_mode")
 
     # ---- reading -----------------------------------------------------------------
 
@@ -130,6 +131,27 @@ class RunRepository:
         silent = self.collection.find({"active": True, "heartbeatAt": {"$lt": heartbeat_before}})
         return [SyncRun.model_validate(doc) for doc in silent
                 if doc.get("state") != RunState.QUEUED or doc.get("flowRunId") is None]
+
+    def figures(self, duration_buckets_ms: tuple[int, ...]) -> list[dict[str, Any]]:
+        """Every run counted on the server, per state and mode (index `by_state_and_mode`): runs, the time
+        finished ones took (and how many took at most each bucket), documents read, entries posted
+        (reversals included) and documents rejected. What `/metrics` shows, whichever process ran the syncs."""
+        def total(name: str) -> dict[str, Any]:
+            return {"$ifNull": [f"$stats.total.{name}", 0]}
+
+        timed = {"$gt": ["$durationMs", None]}
+        group: dict[str, Any] = {
+            "_id": {"state": "$state", "mode": {"$ifNull": ["$mode", "incremental"]}}, "runs": {"$sum": 1},
+            "durationMs": {"$sum": {"$ifNull": ["$durationMs", 0]}}, "documents": {"$sum": total("scanned")},
+            "entries": {"$sum": {"$add": [total("synced"), total("reversed")]}}, "rejected": {"$sum": total("errors")},
+            **{f"le{bucket}": {"$sum": {"$cond": [{"$and": [timed, {"$lte": ["$durationMs", bucket]}]}, 1, 0]}}
+               for bucket in duration_buckets_ms}}
+        figures = []
+        for row in self.collection.aggregate([{"$match": {"state": {"$in": [state.value for state in RunState]}}},
+                                              {"$group": group}]):
+            buckets = [row.pop(f"le{bucket}") for bucket in duration_buckets_ms]
+            figures.append({**row.pop("_id"), **row, "buckets": buckets})
+        return figures
 
     # ---- opening and resuming -----------------------------------------------------
 
