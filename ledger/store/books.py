@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
+from decimal import Decimal
 
 from ledger.balances import day_end, month_of, month_start, total
 from ledger.store.balances import BalanceStore
@@ -32,3 +33,12 @@ class Books:
         month = month_of(day)
         before = total(self.balances.monthly(vendor_id, before_month=month).values())
         return before.plus(self.entries.movements_between(vendor_id, month_start(month), day_end(day)))
+
+    def account_balance(self, vendor_id: str, account: str, before: datetime, through_id: str | None = None) -> Decimal:
+        """Debits − credits on one account of the entries dated before `before` (and those dated exactly
+        `before` with an id up to `through_id`): the months before its month, plus one indexed range."""
+        if not self.vendors.balances_built(vendor_id):
+            return self.entries.account_movement(vendor_id, account, month_start("0001-01"), before, through_id)
+        month = month_of(before)
+        held = total(self.balances.monthly(vendor_id, before_month=month).values()).balance(account)
+        return held + self.entries.account_movement(vendor_id, account, month_start(month), before, through_id)
