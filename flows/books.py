@@ -91,7 +91,7 @@ def ledger_view(store: Store, vendor_id: str, account: str, day_from: date | Non
         store.books.account_balance(vendor_id, account, end)
     after = None if cursor is None else decode_cursor(cursor)
     running = opening if after is None else store.books.account_balance(vendor_id, account, after[0], after[1])
-    entries = store.entries.account_page(vendor_id, account, start, end, after, limit + 1)
+    entries = store.books.account_page(vendor_id, account, start, end, after, limit + 1)
     more = len(entries) > limit
     entries = entries[:limit]
     next_cursor = encode_cursor(entries[-1].date, entries[-1].id) if more else None

@@ -208,24 +208,17 @@ class EntryStore:
 
     # ---- reading the books ------------------------------------------------------
 
-    def account_page(self, vendor_id: str, account: str, start: datetime, end: datetime,
-                     after: tuple[datetime, str] | None, limit: int) -> list[JournalEntry]:
+    def account_window(self, vendor_id: str, account: str, start: datetime, end: datetime,
+                       after: tuple[datetime, str] | None, limit: int) -> list[JournalEntry]:
         """Up to `limit` entries with a line on `account`, dated in [start, end), in (date, id) order,
-        after the keyset `after` (never a skip). Read a month at a time from the cursor (index
-        `by_account`): the server sorts what it reads (a multikey index gives no order), so a page
-        costs at most about a month of the account's lines, whatever the ledger's size."""
-        found: list[JournalEntry] = []
-        window = start if after is None else max(start, after[0])
-        while len(found) < limit and window < end:
-            upto = min(end, _next_month(window))
-            query: dict[str, Any] = {"vendorId": vendor_id, "lines.account": account,
-                                     "date": {"$gte": window, "$lt": upto}}
-            if after is not None and window <= after[0]:
-                query["$or"] = [{"date": {"$gt": after[0]}}, {"date": after[0], "_id": {"$gt": after[1]}}]
-            cursor = self.collection.find(query).sort([("date", ASCENDING), ("_id", ASCENDING)])
-            found += [entry_from_document(doc) for doc in cursor.hint("by_account").limit(limit - len(found))]
-            window = upto
-        return found
+        after the keyset `after` (index `by_account`; the server sorts what the range holds, since a
+        multikey index gives no order: callers keep the range to about a month)."""
+        query: dict[str, Any] = {"vendorId": vendor_id, "lines.account": account, "date": {"$gte": start, "$lt": end}}
+        if after is not None and start <= after[0]:
+            query["date"]["$gte"] = after[0]
+            query["$or"] = [{"date": {"$gt": after[0]}}, {"date": after[0], "_id": {"$gt": after[1]}}]
+        cursor = self.collection.find(query).sort([("date", ASCENDING), ("_id", ASCENDING)])
+        return [entry_from_document(doc) for doc in cursor.hint("by_account").limit(limit)]
 
     def account_movement(self, vendor_id: str, account: str, start: datetime, before: datetime,
                          through_id: str | None = None) -> Decimal:
@@ -346,10 +339,6 @@ class EntryStore:
         return Written(entries=sum(row["entries"] for row in rows), unbalanced=sum(row["unbalanced"] for row in rows),
                        balances=Balances(debits={row["_id"]: cents(row["debit"]) for row in rows},
                                          credits={row["_id"]: cents(row["credit"]) for row in rows}))
-
-
-def _next_month(moment: datetime) -> datetime:
-    return datetime(moment.year + moment.month // 12, moment.month % 12 + 1, 1, tzinfo=moment.tzinfo)
 
 
 def _month_rows_to_balances(rows: Iterable[dict[str, Any]]) -> dict[str, Balances]:
