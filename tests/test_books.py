@@ -4,6 +4,7 @@ document's history names why every reversal was written."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from datetime import date, timedelta
@@ -45,12 +46,50 @@ def as_of_tb(store, day):
     return trial_balance(store.books.as_of("demo", day)).balances
 
 
-def test_reports_ledgers_and_export_of_a_synced_vendor_agree_with_the_trial_balance(books, tmp_path):
+def test_reports_ledgers_and_export_of_a_synced_vendor_agree_with_the_trial_balance(books, tmp_path, capsys):
     """One synced vendor for all of them: a sync of the demo data is the slow part."""
     store = books
     _reports_agree(store)
     _ledgers_page_by_cursor(store)
     _beancount_passes_bean_check(store, tmp_path)
+    _cli_prints_the_routes_shapes(store, tmp_path, capsys)
+
+
+def _cli(capsys, *args: str) -> tuple[int, str, str]:
+    from cli.main import main
+
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _cli_prints_the_routes_shapes(store, tmp_path, capsys):
+    capsys.readouterr()
+    code, out, _ = _cli(capsys, "ledger", "--vendor", "demo", "--account", "bank", "--from", "2026-02-01", "--json")
+    assert code == 0 and json.loads(out) == {**ledger_view(store, "demo", "bank", date(2026, 2, 1), None, 1000),
+                                             "nextCursor": None}
+    code, out, _ = _cli(capsys, "report", "pnl", "--vendor", "demo", "--from", "2026-02-01", "--to", "2026-06-30",
+                        "--json")
+    assert code == 0 and json.loads(out) == profit_and_loss_view(store, "demo", date(2026, 2, 1), date(2026, 6, 30))
+    code, out, _ = _cli(capsys, "report", "balance-sheet", "--vendor", "demo", "--as-of", "2026-03-15", "--json")
+    assert code == 0 and json.loads(out) == balance_sheet_view(store, "demo", date(2026, 3, 15))
+    code, out, _ = _cli(capsys, "report", "aging", "--vendor", "demo", "--side", "payable", "--as-of", "2026-06-30")
+    assert code == 0 and "Total" in out and "," in out  # a table with thousands separators
+    entry = store.entries.collection.find_one({"vendorId": "demo", "reversalOf": {"$exists": True}})
+    code, out, _ = _cli(capsys, "history", "--vendor", "demo", "--type", entry["source"]["type"], "--id",
+                        str(entry["source"]["id"]), "--json")
+    assert code == 0 and any(e["reason"] for e in json.loads(out)["entries"])
+    target = tmp_path / "cli.beancount"
+    code, out, _ = _cli(capsys, "export", "--vendor", "demo", "--format", "beancount", "-o", str(target), "--json")
+    assert code == 0 and json.loads(out)["file"] == str(target) and target.read_text().startswith("option")
+    for args in (("report", "pnl", "--vendor", "nobody"), ("ledger", "--vendor", "nobody", "--account", "bank"),
+                 ("history", "--vendor", "nobody", "--type", "expense", "--id", "x"),
+                 ("export", "--vendor", "nobody", "--format", "csv")):
+        code, out, err = _cli(capsys, *args)
+        assert code == 2 and "unknown vendor" in err and out == "", args
+    with pytest.raises(SystemExit) as bad_date:
+        _cli(capsys, "report", "pnl", "--vendor", "demo", "--from", "2026-13-01")
+    assert bad_date.value.code == 2
 
 
 def _reports_agree(store):
