@@ -28,6 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api import schemas
 from api.auth import VENDOR_ID_PATTERN, issue_token
+from api.books import router as books_router
 from api.deps import SettingsDep, StoreDep, blocking
 from api.errors import http_error, validation_error
 from api.events_bridge import EventsBridge
@@ -111,6 +112,7 @@ def create_app(settings: ApiSettings | None = None, *, start_bridge: bool = True
                            allow_headers=["Authorization", "Content-Type"], allow_credentials=False)
     app.include_router(router)
     app.include_router(periods_router)
+    app.include_router(books_router)
     # Starlette types a handler as taking any Exception; these take the one they are registered for.
     app.add_exception_handler(RequestValidationError, validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, http_error)  # type: ignore[arg-type]

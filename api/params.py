@@ -20,3 +20,13 @@ def day(text: str, name: str = "asOf") -> date:
         pass
     raise HTTPException(422, detail=[{"loc": ["query", name], "type": "date", "input": text,
                                       "msg": f"not a day: {text!r}; use YYYY-MM-DD"}])
+
+
+FromDay = Annotated[str | None, Query(alias="from", json_schema_extra={"format": "date"},
+                                      description="First day (YYYY-MM-DD, UTC, inclusive); default: the beginning")]
+ToDay = Annotated[str | None, Query(alias="to", json_schema_extra={"format": "date"},
+                                    description="Last day (YYYY-MM-DD, UTC, inclusive); default: everything")]
+
+
+def optional_day(text: str | None, name: str) -> date | None:
+    return None if text is None else day(text, name)

@@ -232,3 +232,107 @@ class Health(BaseModel):
     database: bool
     prefect: bool
     eventsBridge: bool
+
+
+# ---- reading the books (SPEC §8) -------------------------------------------------------
+
+class ChartAccount(BaseModel):
+    key: str
+    code: str
+    name: str
+    type: str
+    balance: str = Field(description="Current debits − credits")
+
+
+class Chart(BaseModel):
+    vendorId: str
+    accounts: list[ChartAccount]
+
+
+class LedgerSource(BaseModel):
+    type: str
+    id: str
+    key: str = Field(description="The _id exactly, whatever its BSON type")
+    number: str | None = None
+    paymentId: str | None = None
+
+
+class AccountLedgerLine(BaseModel):
+    entryId: str
+    date: str
+    debit: str
+    credit: str
+    balance: str = Field(description="Running debits − credits from openingBalance")
+    source: LedgerSource
+    reversalOf: str | None = None
+
+
+class AccountLedger(BaseModel):
+    vendorId: str
+    account: str
+    from_: str | None = Field(alias="from")
+    to: str | None
+    openingBalance: str
+    closingBalance: str
+    lines: list[AccountLedgerLine]
+    nextCursor: str | None = Field(description="Give it back as `cursor` for the next page; null on the last")
+
+
+class ProfitAndLoss(BaseModel):
+    vendorId: str
+    from_: str | None = Field(alias="from")
+    to: str | None
+    income: dict[str, str] = Field(description="Credits − debits per income account")
+    expenses: dict[str, str] = Field(description="Debits − credits per expense account (round_off among them)")
+    totalIncome: str
+    totalExpenses: str
+    netProfit: str
+
+
+class BalanceSheet(BaseModel):
+    vendorId: str
+    asOf: str | None
+    assets: dict[str, str]
+    liabilities: dict[str, str]
+    equity: dict[str, str] = Field(description="retained_earnings: the net profit of everything to asOf")
+    totalAssets: str
+    totalLiabilitiesAndEquity: str
+
+
+class AgingParty(BaseModel):
+    id: str | None
+    name: str
+
+
+class AgingRow(BaseModel):
+    party: AgingParty
+    buckets: dict[str, str] = Field(description="0-30, 31-60, 61-90, 91+ days since the document date")
+    total: str
+
+
+class Aging(BaseModel):
+    vendorId: str
+    side: Literal["receivable", "payable"]
+    asOf: str
+    parties: list[AgingRow]
+    buckets: dict[str, str]
+    total: str = Field(description="The receivable (payable) balance as of asOf")
+
+
+class HistoryEntry(BaseModel):
+    entryId: str
+    date: str
+    syncId: str | None
+    source: LedgerSource
+    lines: list[LineView]
+    reversalOf: str | None = None
+    reason: str | None = Field(description="For a reversal: voided, cancelled, deleted, changed, payment removed, …")
+    changed: list[str] = Field(description="For a `changed` reversal: the posting-relevant fields that changed")
+    late: bool
+
+
+class DocumentHistory(BaseModel):
+    vendorId: str
+    sourceType: str
+    sourceId: str
+    entries: list[HistoryEntry]

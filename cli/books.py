@@ -1,4 +1,5 @@
-"""`ledger-sync` commands that read and guard the books: trial balance, verify, periods.
+"""`ledger-sync` commands that read and guard the books: trial balance, ledger, reports, history,
+export, verify, periods.
 
 Each has `--json` (one JSON object on stdout, the shape of its API route) and a readable
 table otherwise. An unknown vendor, a bad date or a refused close is exit 2 with the reason.
@@ -10,7 +11,7 @@ import argparse
 import contextlib
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -43,6 +44,26 @@ def add_commands(commands: Any, database: Callable[[], contextlib.AbstractContex
     reopen.add_argument("--through", type=day, required=True)
     reopen.add_argument("--reason", required=True)
     command("periods", "every close and reopen of the books", _periods)
+    ledger = command("ledger", "an account's lines with the running balance (all pages)", _ledger)
+    ledger.add_argument("--account", required=True)
+    _period_arguments(ledger)
+    report = command("report", "profit and loss, balance sheet or aging", _report)
+    report.add_argument("name", choices=["pnl", "balance-sheet", "aging"])
+    _period_arguments(report)
+    report.add_argument("--as-of", dest="as_of", type=day, help="balance sheet and aging: as of this day")
+    report.add_argument("--side", choices=["receivable", "payable"], help="aging: which side")
+    history = command("history", "every entry posted for a document, and why each reversal was", _history)
+    history.add_argument("--type", required=True, help="sales_invoice, purchase_invoice or expense")
+    history.add_argument("--id", required=True)
+    export = command("export", "the books as Beancount or CSV", _export)
+    export.add_argument("--format", choices=["beancount", "csv"], required=True)
+    _period_arguments(export)
+    export.add_argument("-o", dest="output", help="write to this file (default: stdout)")
+
+
+def _period_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--from", dest="day_from", type=day, help="first day (YYYY-MM-DD)")
+    parser.add_argument("--to", dest="day_to", type=day, help="last day (YYYY-MM-DD)")
 
 
 def day(text: str) -> date:
@@ -173,4 +194,115 @@ def _periods(store: Any, args: argparse.Namespace) -> int:
                   + (f"  ({period['reason']})" if period["reason"] else ""))
 
     _print(view, args.json, table)
+    return 0
+
+
+def _rows(title: str, rows: Sequence[Sequence[str]], money_columns: int) -> None:
+    """An aligned table: text columns left, the last `money_columns` right (thousands separators)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    view = Table(title=title)
+    width = len(rows[0]) if rows else money_columns
+    for index in range(width):
+        view.add_column("", justify="right" if index >= width - money_columns else "left")
+    for row in rows:
+        view.add_row(*row)
+    Console().print(view)
+
+
+@_vendor_command
+def _ledger(store: Any, args: argparse.Namespace) -> int:
+    from flows.books import MAX_LIMIT, ledger_view
+
+    document = ledger_view(store, args.vendor, args.account, args.day_from, args.day_to, MAX_LIMIT)
+    lines = list(document["lines"])
+    while document["nextCursor"]:
+        document = ledger_view(store, args.vendor, args.account, args.day_from, args.day_to, MAX_LIMIT,
+                               document["nextCursor"])
+        lines += document["lines"]
+    document = {**document, "lines": lines, "nextCursor": None}
+    rows = [("", "Opening balance", "", "", _money(document["openingBalance"]))]
+    rows += [(line["date"], f"{line['source']['type']} {line['source']['number'] or line['source']['id']}"
+              + (" (reversal)" if line["reversalOf"] else ""), _money(line["debit"]), _money(line["credit"]),
+              _money(line["balance"])) for line in lines]
+    rows.append(("", "Closing balance", "", "", _money(document["closingBalance"])))
+    _print(document, args.json, lambda: _rows(f"{args.account} — {args.vendor}", rows, 3))
+    return 0
+
+
+@_vendor_command
+def _report(store: Any, args: argparse.Namespace) -> int:
+    from flows.books import aging_view, balance_sheet_view, profit_and_loss_view
+    from ledger.clock import utc_now
+    from ledger.kinds import Side
+
+    rows: list[tuple[str, ...]]
+    if args.name == "pnl":
+        document = profit_and_loss_view(store, args.vendor, args.day_from, args.day_to)
+        rows = [("Income", key, _money(amount)) for key, amount in document["income"].items()]
+        rows += [("Expenses", key, _money(amount)) for key, amount in document["expenses"].items()]
+        rows += [("", "Total income", _money(document["totalIncome"])),
+                 ("", "Total expenses", _money(document["totalExpenses"])),
+                 ("", "Net profit", _money(document["netProfit"]))]
+    elif args.name == "balance-sheet":
+        document = balance_sheet_view(store, args.vendor, args.as_of)
+        rows = [("Assets", key, _money(amount)) for key, amount in document["assets"].items()]
+        rows += [("Liabilities", key, _money(amount)) for key, amount in document["liabilities"].items()]
+        rows += [("Equity", key, _money(amount)) for key, amount in document["equity"].items()]
+        rows += [("", "Total assets", _money(document["totalAssets"])),
+                 ("", "Total liabilities and equity", _money(document["totalLiabilitiesAndEquity"]))]
+    else:
+        if args.side is None:
+            print("ledger-sync: report aging needs --side receivable|payable", file=sys.stderr)
+            return EXIT_USAGE
+        document = aging_view(store, args.vendor, Side(args.side), args.as_of or utc_now().date())
+        rows = [
+            (row["party"]["name"], *(_money(amount) for amount in row["buckets"].values()), _money(row["total"]))
+            for row in document["parties"]]
+        rows.append(("Total", *(_money(amount) for amount in document["buckets"].values()), _money(document["total"])))
+        _print(document, args.json, lambda: _rows(f"Aging ({args.side}) — {args.vendor}, as of {document['asOf']}"
+                                                  " (0-30, 31-60, 61-90, 91+, total)", rows, 5))
+        return 0
+    _print(document, args.json, lambda: _rows(f"{args.name} — {args.vendor}", rows, 1))
+    return 0
+
+
+@_vendor_command
+def _history(store: Any, args: argparse.Namespace) -> int:
+    from flows.books import history_view
+    from ledger.ids import candidate_ids
+    from ledger.kinds import UnknownKind, by_name
+
+    try:
+        source_type = by_name(args.type).type
+    except UnknownKind as error:
+        print(f"ledger-sync: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    document: dict[str, Any] = {}
+    for candidate in candidate_ids(args.id):
+        document = history_view(store, args.vendor, source_type, candidate)
+        if document["entries"]:
+            break
+    rows = [(entry["date"], entry["entryId"], entry["syncId"] or "",
+             (entry["reason"] or "") + (f" ({', '.join(entry['changed'])})" if entry["changed"] else ""),
+             _money(sum((Decimal(line["debit"]) for line in entry["lines"]), Decimal(0))))
+            for entry in document["entries"]]
+    _print(document, args.json, lambda: _rows(f"History of {source_type} {args.id} — {args.vendor}", rows, 1))
+    return 0
+
+
+@_vendor_command
+def _export(store: Any, args: argparse.Namespace) -> int:
+    from flows.books import export_chunks
+
+    chunks = export_chunks(store, args.vendor, args.format, args.day_from, args.day_to)
+    if args.output is None:
+        for chunk in chunks:
+            sys.stdout.write(chunk)
+        return 0
+    with open(args.output, "w", encoding="utf-8") as out:
+        written = sum(out.write(chunk) for chunk in chunks)
+    _print({"vendorId": args.vendor, "format": args.format, "file": args.output, "characters": written}, args.json,
+           lambda: print(f"{args.vendor}: {args.format} export written to {args.output}", file=sys.stderr))
     return 0

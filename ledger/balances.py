@@ -28,6 +28,12 @@ def month_start(month: str) -> datetime:
     return datetime(year, number, 1, tzinfo=UTC)
 
 
+def next_month(month: str) -> str:
+    """`2026-04` after `2026-03`, `2027-01` after `2026-12`."""
+    year, number = (int(part) for part in month.split("-"))
+    return f"{year + number // 12:04d}-{number % 12 + 1:02d}"
+
+
 def day_end(day: date) -> datetime:
     """The first moment after `day` (entries dated before it are dated on or before `day`)."""
     return datetime.combine(day + timedelta(days=1), time(), UTC)

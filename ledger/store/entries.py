@@ -69,6 +69,11 @@ class EntryStore:
         self.collection.create_index([("vendorId", ASCENDING), ("seq", ASCENDING), ("_id", ASCENDING)],
                                      name="by_chain_order")
         self.collection.create_index([("vendorId", ASCENDING), ("date", ASCENDING)], name="by_date")
+        # Reading the books: an account's lines in (date, id) order, and the whole ledger in that order (export).
+        self.collection.create_index([("vendorId", ASCENDING), ("lines.account", ASCENDING), ("date", ASCENDING),
+                                      ("_id", ASCENDING)], name="by_account")
+        self.collection.create_index([("vendorId", ASCENDING), ("date", ASCENDING), ("_id", ASCENDING)],
+                                     name="by_date_id")
         # Whose document was deleted: a change stream's delete event carries only its `_id`.
         self.collection.create_index([("source.type", ASCENDING), ("source.id", ASCENDING)], name="by_source_id")
 
@@ -204,6 +209,63 @@ class EntryStore:
         if source_type is not None:
             query["source.type"] = source_type
         return list(self.collection.find(query).sort([("postedAt", ASCENDING), ("_id", ASCENDING)]).limit(1000))
+
+    # ---- reading the books ------------------------------------------------------
+
+    def account_window(self, vendor_id: str, account: str, start: datetime, end: datetime,
+                       after: tuple[datetime, str] | None, limit: int) -> list[JournalEntry]:
+        """Up to `limit` entries with a line on `account`, dated in [start, end), in (date, id) order,
+        after the keyset `after` (index `by_account`; the server sorts what the range holds, since a
+        multikey index gives no order: callers keep the range to about a month)."""
+        query: dict[str, Any] = {"vendorId": vendor_id, "lines.account": account, "date": {"$gte": start, "$lt": end}}
+        if after is not None and start <= after[0]:
+            query["date"]["$gte"] = after[0]
+            query["$or"] = [{"date": {"$gt": after[0]}}, {"date": after[0], "_id": {"$gt": after[1]}}]
+        cursor = self.collection.find(query).sort([("date", ASCENDING), ("_id", ASCENDING)])
+        return [entry_from_document(doc) for doc in cursor.hint("by_account").limit(limit)]
+
+    def account_movement(self, vendor_id: str, account: str, start: datetime, before: datetime,
+                         through_id: str | None = None) -> Decimal:
+        """Debits − credits on `account` of the entries dated in [start, before), and of those dated
+        exactly `before` with an id up to `through_id` (a keyset position), added up by the server."""
+        dated: list[dict[str, Any]] = [{"date": {"$gte": start, "$lt": before}}]
+        if through_id is not None:
+            dated.append({"date": before, "_id": {"$lte": through_id}})
+        rows = list(self.collection.aggregate([
+            {"$match": {"vendorId": vendor_id, "lines.account": account, "$or": dated}},
+            {"$unwind": "$lines"},
+            {"$match": {"lines.account": account}},
+            {"$group": {"_id": None, "debit": {"$sum": "$lines.debit"}, "credit": {"$sum": "$lines.credit"}}},
+        ], hint="by_account"))
+        return cents(rows[0]["debit"]) - cents(rows[0]["credit"]) if rows else cents(0)
+
+    def open_on_account(self, vendor_id: str, account: str, end: datetime) -> list[dict[str, Any]]:
+        """Per document (type and id, its payments and refunds with it): the debits − credits of its
+        lines on a control account dated before `end`, its date and party, added up by the server."""
+        return list(self.collection.aggregate([
+            {"$match": {"vendorId": vendor_id, "lines.account": account, "date": {"$lt": end}}},
+            {"$unwind": "$lines"},
+            {"$match": {"lines.account": account}},
+            {"$group": {"_id": {"type": "$source.type", "id": "$source.id"},
+                        "debit": {"$sum": "$lines.debit"}, "credit": {"$sum": "$lines.credit"},
+                        "documentDate": {"$min": "$source.documentDate"}, "firstDate": {"$min": "$date"},
+                        "party": {"$last": "$source.party"}}},
+        ], hint="by_account", batchSize=self.batch_size))
+
+    def stream(self, vendor_id: str, start: datetime, end: datetime) -> Iterator[JournalEntry]:
+        """Every entry dated in [start, end), in (date, id) order, a batch at a time (index `by_date_id`)."""
+        cursor = self.collection.find({"vendorId": vendor_id, "date": {"$gte": start, "$lt": end}},
+                                      batch_size=self.batch_size).hint("by_date_id")  # its order: no sort stage
+        for document in cursor:
+            yield entry_from_document(document)
+
+    def history(self, vendor_id: str, source_type: str, source_id: Any) -> list[JournalEntry]:
+        """Every entry of a document and its payments, in the order written (place in the chain;
+        entries from before the chain first), index `by_source`."""
+        cursor = self.collection.find({"vendorId": vendor_id, "source.type": source_type,
+                                       "source.id": {"$in": [source_id]}})
+        return [entry_from_document(doc) for doc in cursor.sort([("seq", ASCENDING), ("postedAt", ASCENDING),
+                                                                 ("_id", ASCENDING)])]
 
     # ---- sums, added up by the server -------------------------------------------
 

@@ -7,6 +7,7 @@ import base64
 import json
 import logging
 import time
+from datetime import UTC, datetime
 
 import jwt
 import pytest
@@ -30,6 +31,13 @@ ROUTES = [
     ("GET", "/api/ledger/periods"),
     ("POST", "/api/ledger/periods/close"),
     ("POST", "/api/ledger/periods/reopen"),
+    ("GET", "/api/ledger/accounts"),
+    ("GET", "/api/ledger/accounts/bank/ledger"),
+    ("GET", "/api/ledger/reports/profit-and-loss"),
+    ("GET", "/api/ledger/reports/balance-sheet"),
+    ("GET", "/api/ledger/reports/aging?side=receivable"),
+    ("GET", "/api/ledger/documents/sales_invoice/abc/history"),
+    ("GET", "/api/ledger/export?format=csv"),
 ]
 
 
@@ -261,9 +269,44 @@ async def test_openapi_describes_every_route(http):
     spec = (await http.get("/openapi.json")).json()
     paths = spec["paths"]
     for method, path in ROUTES:
-        template = path.split("?")[0].replace("sync_x_1", "{syncId}")
+        template = path.split("?")[0].replace("sync_x_1", "{syncId}") \
+            .replace("/accounts/bank/", "/accounts/{account}/") \
+            .replace("/documents/sales_invoice/abc/", "/documents/{sourceType}/{sourceId}/")
         operation = paths[template][method.lower()]
         assert operation.get("summary") and "401" in operation["responses"], template
         success = next(code for code in operation["responses"] if code.startswith("2"))
-        assert operation["responses"][success]["content"]["application/json"]["schema"], template
+        content = operation["responses"][success]["content"]
+        assert content.get("application/json", content.get("text/csv"))["schema"], template
     assert "/api/health" in paths
+
+
+async def test_the_books_show_only_the_tokens_vendor(http, mongo, new_vendor):
+    """Every reading route answers for the token's vendor alone: another vendor's entries never show."""
+    from bson.decimal128 import Decimal128
+
+    owner, intruder = new_vendor("bko"), new_vendor("bki")
+    when = datetime(2026, 3, 1, tzinfo=UTC)
+    mongo.ledger_entries.insert_one({
+        "_id": f"{owner}-e1", "vendorId": owner, "date": when, "fingerprint": "f", "syncId": "s1",
+        "source": {"type": "sales_invoice", "id": "inv-1", "number": "INV-1", "documentDate": when,
+                   "party": {"id": "c1", "name": "Secret Customer"}},
+        "lines": [{"account": "accounts_receivable", "debit": Decimal128("100.00"), "credit": Decimal128("0.00")},
+                  {"account": "sales", "debit": Decimal128("0.00"), "credit": Decimal128("100.00")}]})
+    paths = ["/api/ledger/accounts", "/api/ledger/accounts/accounts_receivable/ledger",
+             "/api/ledger/reports/profit-and-loss", "/api/ledger/reports/balance-sheet",
+             "/api/ledger/reports/aging?side=receivable&asOf=2026-03-31",
+             "/api/ledger/documents/sales_invoice/inv-1/history", "/api/ledger/export?format=csv",
+             "/api/ledger/export?format=beancount"]
+    for path in paths:
+        mine = await http.get(path, headers=bearer(owner))
+        theirs = await http.get(path, headers=bearer(intruder))
+        assert mine.status_code == theirs.status_code == 200, (path, mine.text, theirs.text)
+        assert "100.00" in mine.text, (path, mine.text)
+        assert "INV-1" not in theirs.text and "100.00" not in theirs.text and "Secret" not in theirs.text, path
+    aging = (await http.get(paths[4], headers=bearer(owner))).json()
+    assert aging["total"] == "100.00" and aging["parties"][0]["party"] == {"id": "c1", "name": "Secret Customer"}
+    bad = await http.get("/api/ledger/accounts/bank/ledger?cursor=nonsense", headers=bearer(owner))
+    assert bad.status_code == 422 and "cursor" in bad.text
+    backwards = await http.get("/api/ledger/reports/profit-and-loss?from=2026-03-02&to=2026-03-01",
+                               headers=bearer(owner))
+    assert backwards.status_code == 422 and "to" in backwards.text
