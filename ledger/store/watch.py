@@ -1,5 +1,6 @@
-"""Where the continuous sync is (`ledger_watch_state`): its resume token, kept after every batch it
-posted, so a watcher that was killed goes on from the last change it handled."""
+"""Where the background syncs are (`ledger_watch_state`): the continuous sync's resume token, kept
+after every batch it posted, so a watcher that was killed goes on from the last change it handled;
+and the nightly's horizon, where the next one looks for changes from."""
 
 from __future__ import annotations
 
@@ -29,3 +30,10 @@ class WatchStateStore:
     def beat(self, name: str, at: datetime, **facts: Any) -> None:
         """The watcher is alive (and, in `facts`, what it last did)."""
         self.collection.update_one({"_id": name}, {"$set": {"aliveAt": at, **facts}}, upsert=True)
+
+    def horizon(self, name: str) -> datetime | None:
+        """Where the nightly `name` looks for changes from; None before its first selection."""
+        return self.get(name).get("horizon")
+
+    def save_horizon(self, name: str, horizon: datetime) -> None:
+        self.collection.update_one({"_id": name}, {"$set": {"horizon": horizon}}, upsert=True)
