@@ -22,6 +22,7 @@ from pathlib import Path
 
 from pymongo import ASCENDING, MongoClient
 
+from bench import nightly
 from cli.demo_data import generate
 from cli.embedded_db import EmbeddedDatabase, free_port
 
@@ -125,6 +126,29 @@ def measure_size(client: MongoClient, env: dict, size: int, repetition: int) -> 
             "fullStepMs": full["stepMs"], "resyncStepMs": resync["stepMs"]}
 
 
+def measure_nightly(client: MongoClient, env: dict, vendors: int, changed: int) -> dict:
+    """The nightly over `vendors` small vendors twice: with none changed (all it costs is what the
+    unchanged ones cost), then with `changed` of them changed."""
+    from flows.settings import Settings
+    from ledger.store import Store
+
+    name = "bench_nightly"
+    env = {**env, "MONGODB_DB": name}
+    store = Store(client[name], Settings(mongodb_uri="unused", mongodb_db=name).collections)
+    store.ensure_indexes()
+    every = nightly.generate_vendors(store, vendors)
+    idle = nightly.run_nightly(env)
+    nightly.change(store, every[::max(1, vendors // changed)][:changed])
+    busy = nightly.run_nightly(env)
+    client.drop_database(name)
+    assert idle["selected"] == 0 and busy["selected"] == changed, (idle["selected"], busy["selected"])
+    return {"vendors": vendors, "changed": changed, "idleSeconds": round(idle["wallSeconds"], 2),
+            "wallSeconds": round(busy["wallSeconds"], 2),
+            "unchangedShare": round(idle["wallSeconds"] / busy["wallSeconds"], 3),
+            "selectionSeconds": round(busy["selectionSeconds"], 3), "selectionCommands": busy["selectionCommands"],
+            "completed": sum(state == "completed" for state in busy["outcome"].values())}
+
+
 def summarize(runs: list[dict]) -> dict:
     """A size's row: its median repetition by sync ÷ floor (and the range), the re-sync ratio's median."""
     ordered = sorted(runs, key=lambda run: run["syncOverFloor"])
@@ -147,6 +171,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=20000, help="N source documents (4N is measured too)")
     parser.add_argument("--repeat", type=int, default=3, help="measurements at N (one at 4N): the median is shown")
+    parser.add_argument("--vendors", type=int, default=1000, help="small vendors in the nightly figure")
+    parser.add_argument("--changed", type=int, default=50, help="of them changed since the last nightly")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="ledger-bench-"))
@@ -159,6 +185,7 @@ def main() -> None:
             client = MongoClient(database.uri, tz_aware=True)
             rows = [summarize([measure_size(client, env, size, repetition) for repetition in range(repeat)])
                     for size, repeat in ((args.size, max(1, args.repeat)), (args.size * 4, 1))]
+            nightly = measure_nightly(client, env, args.vendors, args.changed)
         finally:
             prefect.terminate()
             prefect.wait(30)
@@ -173,6 +200,7 @@ def main() -> None:
         "rows": rows,
         "rssGrowth4N": round(rows[1]["peakRssMb"] / rows[0]["peakRssMb"], 3),
         "socket": {"documents": args.size // 4, **sockets},
+        "nightly": nightly,
     }
     (RESULTS / "latest.json").write_text(json.dumps(result, indent=2))
     print(render(result))
@@ -196,6 +224,11 @@ def render(result: dict) -> str:
     lines.append(f"Socket.IO during a sync of {socket['documents']:,} documents: {socket['events']} progress events, "
                  f"{socket['eventsPerSecond']}/s to the room; emit-to-client p50 {socket['emitToClientP50Ms']} ms, "
                  f"p95 {socket['emitToClientP95Ms']} ms")
+    n = result["nightly"]
+    lines.append(f"Nightly over {n['vendors']:,} small vendors, {n['changed']} changed: {n['wallSeconds']} s "
+                 f"({n['completed']} completed); with none changed {n['idleSeconds']} s, so the unchanged ones are at "
+                 f"most {n['unchangedShare']:.1%} of it; selection {n['selectionCommands']} commands, "
+                 f"{n['selectionSeconds']} s")
     return "\n".join(lines)
 
 
