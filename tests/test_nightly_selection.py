@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import time
+from datetime import timedelta
 
 import pytest
 from pymongo import MongoClient
@@ -22,7 +23,7 @@ from flows.database import get_store, reset_clients
 from flows.nightly import HORIZON, sync_all_vendors, vendors_needing_sync
 from ledger.clock import utc_now
 from ledger.kinds import kinds
-from ledger.selection import Need
+from ledger.selection import Changes, Need, RunFact, select
 from ledger.sync_run import RunState, SyncParameters, SyncRun
 from tests.test_isolation import Recorder
 
@@ -105,3 +106,22 @@ def test_a_vendor_already_running_is_skipped_and_keeps_its_changes(prefect_serve
     store.runs.close(clicked.closed(RunState.COMPLETED, None, utc_now()))
     # The horizon stayed before the running sync: changes made while it ran are still found.
     assert store.watch.horizon(HORIZON) <= clicked.started_at
+
+
+def test_selection_rules():
+    """The pure rules: a sync after the change covers it (per kind), the latest run decides, active
+    runs hold the horizon back."""
+    now = utc_now()
+    hour = timedelta(hours=1)
+    changes = {"sales_invoices": {"clicked": Changes(1, now - 2 * hour), "other-kind": Changes(2, now - 2 * hour),
+                                  "new": Changes(3, now - 2 * hour)}}
+    runs = [RunFact("clicked", "completed", now - hour, coverage=("sales_invoices",)),
+            RunFact("other-kind", "completed", now - hour, coverage=("expenses",)),
+            RunFact("retried", "failed", now - 3 * hour), RunFact("retried", "completed", now - hour),
+            RunFact("fixed", "completed", now - 3 * hour, errors=1), RunFact("fixed", "completed", now - hour),
+            RunFact("busy", "running", now - 5 * hour, active=True)]
+    selection = select(changes, runs, timedelta(seconds=5), now)
+    assert {vendor.vendor_id: vendor.needs for vendor in selection.vendors} == {
+        "other-kind": (Need.CHANGED,), "new": (Need.CHANGED,), "busy": (Need.INCOMPLETE,)}
+    assert {vendor.vendor_id: vendor.documents for vendor in selection.vendors}["new"] == 3
+    assert selection.horizon == now - 5 * hour
