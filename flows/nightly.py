@@ -36,7 +36,7 @@ from flows.settings import get_settings
 from flows.sync_vendor import sync_vendor_ledger
 from ledger.clock import utc_now
 from ledger.selection import Selection, every_vendor, select
-from ledger.store import SyncAlreadyRunning
+from ledger.store import RunGuard, SyncAlreadyRunning
 from ledger.sync_run import RunState, SyncParameters, SyncRun
 
 HORIZON = "nightly"  # the name the nightly's horizon is kept under
@@ -78,8 +78,18 @@ def _sync_here(vendor_id: str, full: bool) -> str:
                 vendor_id, sync_id=run.sync_id, prefect_slot=False)
         except Exception as error:  # noqa: BLE001 - its run record says why; the other vendors go on
             get_run_logger().error("vendor=%s sync=%s failed: %s", vendor_id, run.sync_id, error)
+            _close_unclaimed(run.sync_id, f"the sync could not start: {error}")
             return "failed"
     return str(summary["state"])
+
+
+def _close_unclaimed(sync_id: str, error: str) -> None:
+    """A subflow that failed before its body claimed the run leaves it queued: close it, so the vendor
+    is not held until the stale-run check (a claimed one was closed by the flow itself)."""
+    store = get_store()
+    run = store.runs.get(sync_id)
+    if run is not None and run.active and run.owner is None:
+        store.runs.close(run.closed(RunState.FAILED, error, utc_now()), guard=RunGuard(sync_id, run.attempts))
 
 
 def _start_own_run(vendor_id: str, full: bool, deployment: str) -> tuple[str, str] | None:

@@ -125,3 +125,13 @@ def test_selection_rules():
         "other-kind": (Need.CHANGED,), "new": (Need.CHANGED,), "busy": (Need.INCOMPLETE,)}
     assert {vendor.vendor_id: vendor.documents for vendor in selection.vendors}["new"] == 3
     assert selection.horizon == now - 5 * hour
+
+
+def test_a_run_its_subflow_never_claimed_is_closed_failed(db):
+    from flows.nightly import _close_unclaimed
+
+    store = get_store()
+    store.runs.create(SyncRun.new("sync_v9_1", "v9", SyncParameters(), {}, {}, 1, utc_now()))
+    _close_unclaimed("sync_v9_1", "the sync could not start: boom")
+    run = store.runs.get("sync_v9_1")
+    assert run is not None and run.state == RunState.FAILED and not run.active and "boom" in (run.error or "")
