@@ -10,14 +10,11 @@ database commands as it does for 100 vendors, each on an index.
 
 from __future__ import annotations
 
-import functools
 import time
 from datetime import timedelta
 
-import pytest
 from pymongo import MongoClient
 
-import flows.database
 from bench.nightly import change, generate_vendors
 from flows.database import get_store, reset_clients
 from flows.nightly import HORIZON, sync_all_vendors, vendors_needing_sync
@@ -25,7 +22,7 @@ from ledger.clock import utc_now
 from ledger.kinds import kinds
 from ledger.selection import Changes, Need, RunFact, select
 from ledger.sync_run import RunState, SyncParameters, SyncRun
-from tests.test_isolation import Recorder
+from tests.conftest import Recorder
 
 CHANGED = [f"v{n:03d}" for n in range(5, 200, 20)]  # 10 vendors
 FAILED, REJECTED = "v150", "v151"
@@ -35,14 +32,6 @@ def _selection_commands(recorder: Recorder) -> tuple[list[str], list[dict]]:
     recorder.commands.clear()
     selection = vendors_needing_sync.fn(False)
     return [vendor.vendor_id for vendor in selection.vendors], list(recorder.commands)
-
-
-@pytest.fixture
-def recorder(db, monkeypatch):
-    listener = Recorder()
-    monkeypatch.setattr(flows.database, "MongoClient", functools.partial(MongoClient, event_listeners=[listener]))
-    reset_clients()
-    return listener
 
 
 def test_the_nightly_syncs_exactly_the_vendors_that_need_it(prefect_server, db, recorder, mongo_uri, monkeypatch):
