@@ -24,6 +24,7 @@ from pathlib import Path
 from bson.decimal128 import Decimal128
 from pymongo import ASCENDING, MongoClient
 
+from bench import nightly
 from cli.demo_data import generate
 from cli.embedded_db import EmbeddedDatabase, free_port
 
@@ -183,6 +184,29 @@ CHANGE_FIGURES = ("fixOverResync", "fixCommands", "monthShare", "monthOverFull",
                   "trialBalanceCommands", "trialBalanceMs", "asOfCommands", "asOfMs")
 
 
+def measure_nightly(client: MongoClient, env: dict, vendors: int, changed: int) -> dict:
+    """The nightly over `vendors` small vendors twice: with none changed (all it costs is what the
+    unchanged ones cost), then with `changed` of them changed."""
+    from flows.settings import Settings
+    from ledger.store import Store
+
+    name = "bench_nightly"
+    env = {**env, "MONGODB_DB": name}
+    store = Store(client[name], Settings(mongodb_uri="unused", mongodb_db=name).collections)
+    store.ensure_indexes()
+    every = nightly.generate_vendors(store, vendors)
+    idle = nightly.run_nightly(env)
+    nightly.change(store, every[::max(1, vendors // changed)][:changed])
+    busy = nightly.run_nightly(env)
+    client.drop_database(name)
+    assert idle["selected"] == 0 and busy["selected"] == changed, (idle["selected"], busy["selected"])
+    return {"vendors": vendors, "changed": changed, "idleSeconds": round(idle["wallSeconds"], 2),
+            "wallSeconds": round(busy["wallSeconds"], 2),
+            "unchangedShare": round(idle["wallSeconds"] / busy["wallSeconds"], 3),
+            "selectionSeconds": round(busy["selectionSeconds"], 3), "selectionCommands": busy["selectionCommands"],
+            "completed": sum(state == "completed" for state in busy["outcome"].values())}
+
+
 def summarize(runs: list[dict]) -> dict:
     """A size's row: its median repetition by sync ÷ floor (and the range), the re-sync ratio's median."""
     ordered = sorted(runs, key=lambda run: run["syncOverFloor"])
@@ -206,8 +230,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=20000, help="N source documents (4N is measured too)")
     parser.add_argument("--repeat", type=int, default=3, help="measurements at N (one at 4N): the median is shown")
-    parser.add_argument("--parts", default="sync,socket,watcher",
-                        help="comma-separated parts to measure (default all): sync, socket, watcher")
+    parser.add_argument("--parts", default="sync,nightly,socket,watcher",
+                        help="comma-separated parts to measure (default all): sync, nightly, socket, watcher")
+    parser.add_argument("--vendors", type=int, default=1000, help="small vendors in the nightly figure")
+    parser.add_argument("--changed", type=int, default=50, help="of them changed since the last nightly")
     args = parser.parse_args()
     parts = set(args.parts.split(","))
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -232,6 +258,8 @@ def main() -> None:
                 from bench import watcher
 
                 result["watcher"] = watcher.measure(env, database.uri, "bench_watch", work / "watch")
+            if "nightly" in parts:
+                result["nightly"] = measure_nightly(client, env, args.vendors, args.changed)
         finally:
             prefect.terminate()
             prefect.wait(30)
@@ -240,7 +268,7 @@ def main() -> None:
 
             sockets = measure(database.uri, "bench", work / "stack", args.size // 4, load_documents)
             result["socket"] = {"documents": args.size // 4, **sockets}
-    (RESULTS / ("latest.json" if parts >= {"sync", "socket", "watcher"} else "partial.json")).write_text(
+    (RESULTS / ("latest.json" if parts >= {"sync", "nightly", "socket", "watcher"} else "partial.json")).write_text(
         json.dumps(result, indent=2))
     print(render(result))
 
@@ -284,6 +312,12 @@ def render(result: dict) -> str:
                      f"{live['latencyP50Seconds']} s, p95 {live['latencyP95Seconds']} s; a burst of {live['burst']:,} "
                      f"new documents posted {live['burstPostedSeconds']} s after its first write "
                      f"({live['burstChangesPerSecond']} documents/s; writing it took {live['burstWriteSeconds']} s)")
+    if "nightly" in result:
+        n = result["nightly"]
+        lines.append(f"Nightly over {n['vendors']:,} small vendors, {n['changed']} changed: {n['wallSeconds']} s "
+                     f"({n['completed']} completed); with none changed {n['idleSeconds']} s, so the unchanged ones are "
+                     f"at most {n['unchangedShare']:.1%} of it; selection {n['selectionCommands']} commands, "
+                     f"{n['selectionSeconds']} s")
     return "\n".join(lines)
 
 

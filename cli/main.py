@@ -183,8 +183,7 @@ def _sync(args) -> int:
     with _database():
         from flows import progress
         from flows.database import get_store
-        from flows.runs import summary_view
-        from flows.sync_vendor import sync_vendor_ledger
+        from flows.runs import open_run, summary_view
         from ledger.store import SyncAlreadyRunning
 
         resumed = get_store().runs.get(args.resume, args.vendor) if args.resume else None
@@ -198,10 +197,15 @@ def _sync(args) -> int:
         if bar:
             progress.add_listener(bar)
         try:
+            sync_id = args.resume
+            if sync_id is None:  # claimed before the flow starts: a vendor already syncing is refused at once
+                settings = get_settings()
+                sync_id = open_run(get_store(), args.vendor, parameters, settings.ledger_incremental_overlap_seconds,
+                                   settings.ledger_stale_after_seconds).sync_id
+            from flows.sync_vendor import sync_vendor_ledger  # Prefect's import: only once there is a sync to run
+
             with contextlib.redirect_stdout(sys.stderr), (bar or contextlib.nullcontext()):
-                summary = sync_vendor_ledger(
-                    args.vendor, date_from=args.date_from, date_to=args.date_to,
-                    types=list(parameters.types), full=args.full, sync_id=args.resume)
+                summary = sync_vendor_ledger(args.vendor, sync_id=sync_id)
         except SyncAlreadyRunning as running:
             print(f"ledger-sync: a sync is already running for {args.vendor}: {running.sync_id}", file=sys.stderr)
             if args.json:

@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     ledger_verify_window: int = 2000
     # Hold the per-vendor Prefect global concurrency limit `ledger-vendor-<id>` while a sync runs.
     ledger_vendor_concurrency_limit: bool = True
+    # The nightly syncs a vendor with more documents to read than this in a flow run of its own (on the
+    # work pool); smaller ones share the nightly's process as subflow runs.
+    ledger_own_flow_run_above_documents: int = 2000
 
     @property
     def collections(self) -> CollectionNames:

@@ -247,13 +247,15 @@ def _open_documents(context: SyncContext, run: SyncRun, before: Balances) -> tup
 @flow(name=FLOW_NAME, log_prints=False)
 def sync_vendor_ledger(vendor_id: str, date_from: str | None = None, date_to: str | None = None,
                        types: list[str] | None = None, full: bool = False, sync_id: str | None = None,
-                       documents: dict[str, list[str]] | None = None) -> dict[str, Any]:
+                       documents: dict[str, list[str]] | None = None, prefect_slot: bool = True) -> dict[str, Any]:
     """Post one vendor's invoices, payments and expenses into its ledger.
 
     Without `sync_id` a new run is opened (refused if the vendor has one
     running); with one, that run is picked up: the queued run the API opened,
     or an interrupted run being resumed from its checkpoints. `documents` (id keys per step)
-    limits it to those documents: the continuous sync's micro-batches.
+    limits it to those documents: the continuous sync's micro-batches. `prefect_slot=False` leaves out
+    the vendor's Prefect concurrency slot (the run record's unique index still allows one sync per
+    vendor): the nightly's in-process vendors, where taking it from many threads at once tripled their time.
     """
     logger = get_run_logger()
     settings = get_settings()
@@ -287,7 +289,7 @@ def sync_vendor_ledger(vendor_id: str, date_from: str | None = None, date_to: st
                           base_currency=store.vendors.base_currency(vendor_id, settings.ledger_base_currency),
                           closed_through=store.vendors.closed_through(vendor_id))
     heartbeat = Heartbeat(store, context.guard, every_seconds=max(1.0, settings.ledger_stale_after_seconds / 4))
-    with vendor_slot(vendor_id, enabled=settings.ledger_vendor_concurrency_limit), heartbeat:
+    with vendor_slot(vendor_id, enabled=prefect_slot and settings.ledger_vendor_concurrency_limit), heartbeat:
         try:
             store.runs.update(context.guard, {field("state"): RunState.RUNNING, field("heartbeat_at"): utc_now()})
             logger.info("sync started vendor=%s sync=%s parameters=%s", vendor_id, context.sync_id,

@@ -5,8 +5,10 @@ Each test gets its own database, so tests never see each other's data.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
+import threading
 
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -14,8 +16,9 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_LOGGING_TO_API_ENABLED", "false")
 
 import pytest
-from pymongo import MongoClient
+from pymongo import MongoClient, monitoring
 
+import flows.database
 from cli.embedded_db import EmbeddedDatabase
 from flows.database import get_store, reset_clients
 
@@ -87,3 +90,31 @@ def sync(prefect_server, db):
         return sync_vendor_ledger(vendor_id, **parameters)
 
     return run
+
+
+class Recorder(monitoring.CommandListener):
+    def __init__(self):
+        self.commands: list[dict] = []
+        self.replies: list[dict] = []
+        self._lock = threading.Lock()
+
+    def started(self, event):
+        with self._lock:
+            self.commands.append({"name": event.command_name, "db": event.database_name,
+                                  "command": dict(event.command)})
+
+    def succeeded(self, event):
+        with self._lock:
+            self.replies.append({"name": event.command_name, "reply": dict(event.reply)})
+
+    def failed(self, event):
+        pass
+
+
+@pytest.fixture
+def recorder(db, monkeypatch):
+    """Every command the flow's MongoDB client sends, and every reply it gets."""
+    listener = Recorder()
+    monkeypatch.setattr(flows.database, "MongoClient", functools.partial(MongoClient, event_listeners=[listener]))
+    reset_clients()
+    return listener

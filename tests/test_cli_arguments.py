@@ -41,3 +41,22 @@ def test_a_taken_default_port_is_replaced_and_an_explicit_one_is_kept():
         replacement = choose_port(port, explicit=False, what="prefect", echo=lines.append)
         assert replacement != port and lines == [f"prefect       port {port} is in use: using {replacement} instead"]
         assert choose_port(port, explicit=True, what="prefect", echo=lines.append) == port  # start fails, clearly
+
+
+def test_a_second_sync_of_a_running_vendor_exits_3_at_once(db, monkeypatch, tmp_path, capsys):
+    """The vendor's run is claimed before the flow starts: refused without a flow run or a traceback."""
+    import time
+
+    from cli.main import EXIT_ALREADY_RUNNING
+    from flows.database import get_store
+    from ledger.clock import utc_now
+    from ledger.sync_run import SyncParameters, SyncRun
+
+    monkeypatch.setenv("LEDGER_HOME", str(tmp_path))
+    get_store().runs.create(SyncRun.new("sync_v1_running", "v1", SyncParameters(), {}, {}, 1, utc_now()))
+    began = time.monotonic()
+    assert main(["sync", "--vendor", "v1", "--json"]) == EXIT_ALREADY_RUNNING
+    assert time.monotonic() - began < 5
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err and "already running for v1: sync_v1_running" in captured.err
+    assert '"state": "running"' in captured.out

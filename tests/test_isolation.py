@@ -2,46 +2,11 @@
 
 from __future__ import annotations
 
-import functools
-import threading
-
-import pytest
 from bson import json_util
-from pymongo import MongoClient, monitoring
 
-import flows.database
-from flows.database import reset_clients
 from tests.factories import D, entries, expense, insert, net, payment, purchase, sales, stats, utc
 
 A, B = "acme", "acme-b"  # B's id starts with A's: a prefix match would leak
-
-
-class Recorder(monitoring.CommandListener):
-    def __init__(self):
-        self.commands: list[dict] = []
-        self.replies: list[dict] = []
-        self._lock = threading.Lock()
-
-    def started(self, event):
-        with self._lock:
-            self.commands.append({"name": event.command_name, "db": event.database_name,
-                                  "command": dict(event.command)})
-
-    def succeeded(self, event):
-        with self._lock:
-            self.replies.append({"name": event.command_name, "reply": dict(event.reply)})
-
-    def failed(self, event):
-        pass
-
-
-@pytest.fixture
-def recorder(db, monkeypatch):
-    """Every command the flow's MongoDB client sends, and every reply it gets."""
-    listener = Recorder()
-    monkeypatch.setattr(flows.database, "MongoClient", functools.partial(MongoClient, event_listeners=[listener]))
-    reset_clients()
-    return listener
 
 
 def load(db, vendor):

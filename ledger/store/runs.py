@@ -9,6 +9,7 @@ crashed and resumed elsewhere writes nothing more (`Fenced`).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -20,6 +21,7 @@ from pymongo.client_session import ClientSession
 from pymongo.collection import Collection
 from pymongo.errors import DuplicateKeyError
 
+from ledger.selection import RunFact
 from ledger.store.codec import run_from_document, run_to_document
 from ledger.store.conflicts import retry_conflicts
 from ledger.sync_run import CHECK_EXISTING, CLOSING_FIELDS, COMPLETE, Progress, RunState, StepState, SyncRun
@@ -91,6 +93,7 @@ class RunRepository:
         self.collection.create_index([("vendorId", ASCENDING), ("state", ASCENDING), ("coverage", ASCENDING),
                                       ("startedAt", DESCENDING)], name="coverage_of_vendor")
         self.collection.create_index([("state", ASCENDING), ("mode", ASCENDING)], name="by_state_and_mode")
+        self.collection.create_index([("startedAt", ASCENDING), ("vendorId", ASCENDING)], name="by_start")
 
     # ---- reading -----------------------------------------------------------------
 
@@ -121,6 +124,21 @@ class RunRepository:
         """The newest completed run that read every document of `step`'s kind it was asked to."""
         return run_from_document(self.collection.find_one(
             {"vendorId": vendor_id, "state": RunState.COMPLETED, "coverage": step}, sort=[("startedAt", DESCENDING)]))
+
+    def worth_a_look(self, started_from: datetime | None, changed: Iterable[str]) -> list[RunFact]:
+        """The runs since `started_from` (all, without it) that selection needs: not completed, with
+        rejections, or of a vendor in `changed`. One aggregation on `by_start` (the range in a stage of
+        its own: a server may plan a range and an `$or` in one filter as a collection scan)."""
+        since: list[dict[str, Any]] = [] if started_from is None else [
+            {"$match": {"startedAt": {"$gte": started_from}}}]
+        pipeline = [*since, {"$match": {"$or": [{"state": {"$ne": RunState.COMPLETED}}, {"errorsCount": {"$gt": 0}},
+                                                {"vendorId": {"$in": sorted(changed)}}]}},
+                    {"$project": {"vendorId": 1, "state": 1, "startedAt": 1, "coverage": 1, "errorsCount": 1,
+                                  "active": 1}}]
+        return [RunFact(vendor_id=doc["vendorId"], state=doc["state"], started_at=doc["startedAt"],
+                        coverage=tuple(doc.get("coverage") or ()), errors=int(doc.get("errorsCount") or 0),
+                        active=bool(doc.get("active")))
+                for doc in self.collection.aggregate(pipeline, batchSize=100_000)]
 
     def stale(self, heartbeat_before: datetime) -> list[SyncRun]:
         """Active runs without a heartbeat since `heartbeat_before` (index `silent_runs`).

@@ -15,6 +15,7 @@ from pymongo.database import Database
 
 from ledger.ids import id_key
 from ledger.kinds import SourceKind, kinds
+from ledger.selection import Changes
 
 MAX_STRING = "\U0010ffff"  # bounds a string range so the server can seek it in an index
 
@@ -53,6 +54,7 @@ class SourceStore:
             collection.create_index([("vendorId", ASCENDING), ("_id", ASCENDING)], name="ledger_sync_by_vendor")
             collection.create_index([("vendorId", ASCENDING), ("updatedAt", ASCENDING)], name="ledger_sync_changed")
             collection.create_index([("vendorId", ASCENDING), (kind.date_field, ASCENDING)], name="ledger_sync_by_date")
+            collection.create_index([("updatedAt", ASCENDING), ("vendorId", ASCENDING)], name="ledger_sync_changes")
 
     def count(self, query: SourceQuery) -> int:
         """How many documents the query reads (for progress)."""
@@ -97,11 +99,26 @@ class SourceStore:
     def has_vendor(self, vendor_id: str) -> bool:
         return any(self.collection(kind).find_one({"vendorId": vendor_id}, {"_id": 1}) is not None for kind in kinds())
 
+    def changes_since(self, since: datetime | None) -> dict[str, dict[str, Changes]]:
+        """Per kind step, each vendor's documents with `updatedAt` at or after `since` (every document
+        without it): one aggregation per collection, on `ledger_sync_changes`, whatever the number of vendors."""
+        pipeline = CHANGES_GROUP if since is None else [{"$match": {"updatedAt": {"$gte": since}}}, *CHANGES_GROUP]
+        found: dict[str, dict[str, Changes]] = {}
+        for kind in kinds():
+            groups = self.collection(kind).aggregate(pipeline)
+            found[kind.step] = {group["_id"]: Changes(group["documents"], group["latest"] if isinstance(
+                group["latest"], datetime) else None) for group in groups if isinstance(group["_id"], str)}
+        return found
+
     def vendor_ids(self) -> list[str]:
         vendors: set[str] = set()
         for kind in kinds():
             vendors.update(v for v in self.collection(kind).distinct("vendorId") if isinstance(v, str))
         return sorted(vendors)
+
+
+CHANGES_GROUP: list[dict[str, Any]] = [{"$group": {"_id": "$vendorId", "documents": {"$sum": 1},
+                                                  "latest": {"$max": "$updatedAt"}}}]
 
 
 def source_phases(query: SourceQuery) -> list[dict[str, Any]]:

@@ -1,5 +1,6 @@
-"""Where the continuous sync is (`ledger_watch_state`): its resume token, kept after every batch it
-posted, so a watcher that was killed goes on from the last change it handled."""
+"""Where the background syncs are (`ledger_watch_state`): the continuous sync's resume token, kept
+after every batch it posted, so a watcher that was killed goes on from the last change it handled;
+and the nightly's horizon, where the next one looks for changes from."""
 
 from __future__ import annotations
 
@@ -42,3 +43,9 @@ class WatchStateStore:
             alive_at = alive_at.replace(tzinfo=UTC)
         live = alive_at is not None and (now - alive_at).total_seconds() <= within_seconds
         return {"live": live, "aliveAt": alive_at, "liveSince": state.get("liveSince") if live else None}
+    def horizon(self, name: str) -> datetime | None:
+        """Where the nightly `name` looks for changes from; None before its first selection."""
+        return self.get(name).get("horizon")
+
+    def save_horizon(self, name: str, horizon: datetime) -> None:
+        self.collection.update_one({"_id": name}, {"$set": {"horizon": horizon}}, upsert=True)

@@ -69,7 +69,9 @@ def fanout_env(mongo_uri, tmp_path_factory):
     env = {**os.environ, **QUIET_PREFECT, "MONGODB_URI": mongo_uri, "LEDGER_HOME": str(home),
            "PREFECT_LOGGING_TO_API_ENABLED": "false", "PYTHONUNBUFFERED": "1", "PREFECT_HOME": str(home / "prefect"),
            # Scheduled runs must not fire during the test; the deployments are triggered by hand.
-           "LEDGER_SCHEDULES_ACTIVE": "false"}
+           "LEDGER_SCHEDULES_ACTIVE": "false",
+           # Every vendor in a flow run of its own: this test is about workers sharing those runs.
+           "LEDGER_OWN_FLOW_RUN_ABOVE_DOCUMENTS": "0"}
     for variable in ("MONGODB_DB", "PREFECT_API_URL", "LEDGER_NIGHTLY_CRON", "LEDGER_WEEKLY_CRON",
                      "LEDGER_SCHEDULE_TIMEZONE", "LEDGER_PROJECT_DIR"):
         env.pop(variable, None)
