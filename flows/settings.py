@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     # How many entries of the chain each sync re-verifies beyond what it wrote (a rolling window:
     # over syncs the whole chain is walked again, at a constant cost per sync).
     ledger_verify_window: int = 2000
+    # The same for a watcher's micro-batch: it runs every few seconds, so a tenth of the stretch
+    # keeps its latency low and still walks the chain again over its many runs.
+    ledger_verify_window_micro_batch: int = 200
     # Hold the per-vendor Prefect global concurrency limit `ledger-vendor-<id>` while a sync runs.
     ledger_vendor_concurrency_limit: bool = True
     # The nightly syncs a vendor with more documents to read than this in a flow run of its own (on the

@@ -113,7 +113,10 @@ def check_existing(context: SyncContext) -> dict[str, Any]:
     else:
         since_seal = Head(seq=sealed["seq"], hash=sealed["hash"])
         _refuse_unless_ok(vendor, verify_chain(store, vendor, after=since_seal, through=head.seq))
-        verified = _verify_window(store, vendor, int(sealed.get("verifiedThrough", 0)), head)
+        settings = get_settings()
+        window = settings.ledger_verify_window_micro_batch if context.parameters.documents else \
+            settings.ledger_verify_window
+        verified = _verify_window(store, vendor, int(sealed.get("verifiedThrough", 0)), head, window)
         balances = balances_from_document(sealed["balances"]).plus(store.entries.written_after(vendor,
                                                                                                 sealed["seq"]).balances)
         basis = f"sealed by {sealed['syncId']}"
@@ -133,10 +136,9 @@ def check_existing(context: SyncContext) -> dict[str, Any]:
     return at_start
 
 
-def _verify_window(store: Store, vendor_id: str, verified_through: int, head: Head) -> int:
+def _verify_window(store: Store, vendor_id: str, verified_through: int, head: Head, window: int) -> int:
     """Verify the next stretch of the chain after `verified_through` (from its start once the end
     was reached); where the next sync goes on from."""
-    window = get_settings().ledger_verify_window
     start = 0 if verified_through >= head.seq else verified_through
     after = link_head(store, vendor_id, start)
     if after is None:
