@@ -73,5 +73,7 @@ def test_prefect_yaml_takes_its_schedules_from_the_build_step():
     assert deployments["weekly-full"]["schedules"][0]["cron"] == "{{ ledger.weekly_cron }}"
     assert deployments["nightly"]["parameters"] == {"full": False}
     assert deployments["weekly-full"]["parameters"] == {"full": True}
-    scheduled = {d["entrypoint"] for n, d in deployments.items() if n != "on-demand"}
+    scheduled = {d["entrypoint"] for d in deployments.values() if d.get("schedules")}
     assert scheduled == {"flows/nightly.py:sync_all_vendors"}
+    assert deployments["continuous"]["entrypoint"] == "flows/watch.py:watch_sources"  # started by hand
+    assert "schedules" not in deployments["continuous"]
