@@ -179,9 +179,9 @@ def sync_documents(context: SyncContext, step: str) -> dict[str, Any]:
 def complete(context: SyncContext) -> dict[str, Any]:
     """Final verification and statistics, on what the database holds.
 
-    The server adds up the entries this attempt placed in the chain (one aggregation on an
-    index), and, for a first attempt, those carrying this sync's id: both must be what the
-    sync meant to write, and the chain head must have moved by exactly that many entries.
+    The entries this attempt placed in the chain are read back (one read on an index) and,
+    for a first attempt, those carrying this sync's id counted: both must be what the sync
+    meant to write, and the chain head must have moved by exactly that many entries.
     With the books the attempt started from, the trial balance must net to zero and the
     monthly balances add up to it. The receivable and payable accounts must equal the open
     balances of the documents behind them: a first attempt that read every document added
@@ -194,12 +194,18 @@ def complete(context: SyncContext) -> dict[str, Any]:
     run = _start_step(context, COMPLETE, unless_completed=False)
     assert run is not None and run.ledger_at_start is not None
     start = run.ledger_at_start
-    written = store.entries.written_after(vendor, start["seq"])
+    written = store.entries.written_after(vendor, start["seq"], context.sync_id)
     meant = balances_from_document(run.ledger_delta)
     _fail_unless_same(written, meant, run.entries_written, "entries placed in the chain by this sync")
-    if run.attempts == 1:
+    # Those are all this sync's and no other entry carries its id: then what carries its id is
+    # exactly what it meant to write (added up by the server only to name the difference).
+    if run.attempts == 1 and (written.foreign or
+                              store.entries.count_of_sync(vendor, context.sync_id) != written.entries):
         _fail_unless_same(store.entries.written_by(vendor, context.sync_id), meant, run.entries_written,
                           "entries carrying this sync's id")
+        raise LedgerInconsistent(f"{written.foreign} of the entries placed in the chain by this sync carry another "
+                                 "sync's id. Something else changed ledger_entries during the sync: run "
+                                 "`ledger-sync verify` once it is explained")
     head = store.vendors.head(vendor) or Head()
     if head.seq != start["seq"] + written.entries:
         raise LedgerInconsistent(f"the chain head is at {head.seq}, but this sync started at {start['seq']} and "

@@ -138,6 +138,30 @@ def test_entries_removed_behind_the_syncs_back_fail_it_loudly_and_tell_the_room(
     assert failures and "accounts_receivable" in failures[0]["error"]
 
 
+def test_an_entry_added_behind_the_syncs_back_with_its_id_fails_it_naming_the_amount(db, store, sync, monkeypatch):
+    """Outside the chain, so only counting what carries the sync's id can see it."""
+    from flows.database import reset_clients
+
+    monkeypatch.setenv("LEDGER_BATCH_SIZE", "2")
+    reset_clients()
+    insert(db, "salesinvoices", *[sales(f"S{n}", subtotal=f"{n}0.00") for n in range(1, 5)])
+    batches = []
+
+    def tamper(batch):
+        batches.append(batch)
+        if len(batches) == 2:
+            forged = db.ledger_entries.find_one({"source.id": "S1"}, {"seq": 0, "hash": 0})
+            db.ledger_entries.insert_one({**forged, "_id": "forged"})
+
+    after_each_batch(monkeypatch, tamper)
+    with contextlib.suppress(Exception):  # a failed sync raises in the flow
+        sync("v1")
+    run = db.ledger_sync_runs.find_one({"vendorId": "v1"})
+    assert run["state"] == "failed"
+    assert "carrying this sync's id" in run["error"] and "accounts_receivable" in run["error"], run["error"]
+    assert "10.00" in run["error"], run["error"]
+
+
 def test_the_cli_exits_1_when_verification_fails(db, prefect_server, monkeypatch, capsys):
     from prefect.settings import PREFECT_API_URL
 
