@@ -43,7 +43,7 @@ def _filters(name: str, command: dict) -> list[tuple[str, dict]]:
     return [(collection, statement["q"]) for statement in command.get(key, [])]
 
 
-def test_no_query_of_a_small_sync_scans_a_collection(db, sync):
+def test_no_query_of_a_small_or_selective_sync_scans_a_collection(db, sync):
     insert(db, "salesinvoices", *[sales(f"S{n}", subtotal="100.00", status="partially_paid",
                                         payments=[payment(f"P{n}", "40.00")]) for n in range(300)])
     insert(db, "purchaseinvoices", *[purchase(f"B{n}", subtotal="50.00") for n in range(100)])
@@ -55,6 +55,7 @@ def test_no_query_of_a_small_sync_scans_a_collection(db, sync):
         db.salesinvoices.update_one({"_id": "S7"}, {"$set": {"subtotal": "110.00", "total": "110.00"}})
         sync(VENDOR, documents={"sales_invoices": [id_key("S7")]})  # a watcher's micro-batch
         sync(VENDOR)  # an incremental sync with nothing to do
+        sync(VENDOR, date_from="2026-03-01", date_to="2026-03-31")  # a selective one
     finally:
         monitoring._LISTENERS.command_listeners.remove(recorder)
         reset_clients()

@@ -127,7 +127,8 @@ def source_phases(query: SourceQuery) -> list[dict[str, Any]]:
     Dates may be BSON datetimes or ISO strings, which the server cannot compare
     with each other: documents with string dates are read by their own phase
     (strings compared as text, a day wider on each side for offsets) and filtered
-    exactly once parsed. Incremental reads add the unchanged documents rejected last
+    exactly once parsed. Incremental reads read what changed (within a date range or
+    not: it is filtered once read), and add the unchanged documents rejected last
     time, by `_id` alone (an extra range clause can cost a server its index). Separate
     queries instead of one `$or`, since not every server plans an `$or` over indexes;
     a document's field has one type, so no document is read twice (the rechecked ids
@@ -160,8 +161,12 @@ def _phases(query: SourceQuery) -> list[tuple[dict[str, Any], bool]]:
                                           "$lte": MAX_STRING}}, False)]
         if query.recheck_ids:
             change_options.append(({"_id": {"$in": list(query.recheck_ids)}}, True))
+    # An incremental read is bounded by what changed, so its date range is left to the exact
+    # filter after reading: no index holds the vendor, a date and `updatedAt` together (and
+    # SecantusDB scans the whole collection for a query no single index covers).
+    date_options = _date_options(query) if query.changed_since is None else [{}]
     return [(_and([{"vendorId": query.vendor_id}, date_clause, change_clause]), rechecks)
-            for date_clause in _date_options(query) for change_clause, rechecks in change_options]
+            for date_clause in date_options for change_clause, rechecks in change_options]
 
 
 def _read_by_a_change_phase(query: SourceQuery, document: dict[str, Any]) -> bool:
