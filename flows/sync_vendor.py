@@ -32,6 +32,7 @@ from flows.runs import Heartbeat, open_run, reopen_for_resume, summary_view
 from flows.settings import get_settings
 from flows.verify import describe as describe_chain
 from flows.verify import head_problem, link_head, prepare_ledger, verify_chain
+from ledger.balances import daily_difference, total
 from ledger.chain import ChainReport, Head
 from ledger.clock import utc_now
 from ledger.entries import ZERO
@@ -104,12 +105,14 @@ def check_existing(context: SyncContext) -> dict[str, Any]:
         _refuse_unless_ok(vendor, report)
         if store.entries.count(vendor) != head.seq:
             _refuse(vendor, "the ledger holds entries that are not in its chain")
-        balances, basis, verified = store.entries.balances(vendor), "recomputed", head.seq
-        monthly = store.books.current(vendor)
-        if describe_differences(monthly, balances):
-            store.balances.replace(vendor, store.entries.monthly_movements(vendor))
-            get_run_logger().warning("vendor=%s sync=%s: monthly balances did not add up to the entries; rebuilt",
-                                     vendor, context.sync_id)
+        daily = store.entries.daily_movements(vendor)
+        balances, basis, verified = total(daily.values()), "recomputed", head.seq
+        mismatch = describe_differences(store.books.current(vendor), balances) or \
+            daily_difference(store.balances.daily(vendor), daily)
+        if mismatch:
+            store.balances.replace(vendor, daily)
+            get_run_logger().warning("vendor=%s sync=%s: the monthly balances did not add up to the entries (%s); "
+                                     "rebuilt", vendor, context.sync_id, mismatch)
     else:
         since_seal = Head(seq=sealed["seq"], hash=sealed["hash"])
         _refuse_unless_ok(vendor, verify_chain(store, vendor, after=since_seal, through=head.seq))

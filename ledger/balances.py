@@ -1,9 +1,10 @@
 """Monthly movements: what reading the books as of any date is built from (SPEC §7).
 
-Every sync adds what it writes to the debits and credits of each account in the month of
-each entry's date, in the same transaction as the entries (`ledger_balances`: vendor,
-month, account → debit and credit sums). The books as of a day are then the months
-before it plus at most one month of entries: O(months), never O(entries).
+Every sync adds what it writes to the debits and credits of each account in the month and
+on the day of each entry's date, in the same transaction as the entries (`ledger_balances`:
+vendor, month, account → debit and credit sums, and the same per day of the month). The
+books as of a day are then the months before it plus that month's days through it:
+O(months), never O(entries).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
 from ledger.entries import ZERO, JournalEntry
-from ledger.verification import Balances
+from ledger.verification import Balances, describe_differences
 
 
 def month_of(moment: datetime | date) -> str:
@@ -39,18 +40,33 @@ def day_end(day: date) -> datetime:
     return datetime.combine(day + timedelta(days=1), time(), UTC)
 
 
-def movements(entries: Iterable[JournalEntry]) -> dict[str, Balances]:
-    """Debits and credits per account per month of these entries."""
+def day_of(moment: datetime | date) -> str:
+    """`2026-03-07` for any moment of 7 March 2026 (UTC)."""
+    if isinstance(moment, datetime):
+        moment = moment.astimezone(UTC) if moment.tzinfo else moment
+    return f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}"
+
+
+def daily_movements(entries: Iterable[JournalEntry]) -> dict[str, Balances]:
+    """Debits and credits per account per day (`YYYY-MM-DD`) of these entries."""
     debits: dict[str, dict[str, Decimal]] = {}
     credits: dict[str, dict[str, Decimal]] = {}
     for entry in entries:
-        month = month_of(entry.date)
-        month_debits = debits.setdefault(month, {})
-        month_credits = credits.setdefault(month, {})
+        day = day_of(entry.date)
+        day_debits = debits.setdefault(day, {})
+        day_credits = credits.setdefault(day, {})
         for line in entry.lines:
-            month_debits[line.account] = month_debits.get(line.account, ZERO) + line.debit
-            month_credits[line.account] = month_credits.get(line.account, ZERO) + line.credit
-    return {month: Balances(debits=debits[month], credits=credits[month]) for month in sorted(debits)}
+            day_debits[line.account] = day_debits.get(line.account, ZERO) + line.debit
+            day_credits[line.account] = day_credits.get(line.account, ZERO) + line.credit
+    return {day: Balances(debits=debits[day], credits=credits[day]) for day in sorted(debits)}
+
+
+def by_month(daily: Mapping[str, Balances]) -> dict[str, Balances]:
+    """Days added up into their months."""
+    months: dict[str, list[Balances]] = {}
+    for day, balances in sorted(daily.items()):
+        months.setdefault(day[:7], []).append(balances)
+    return {month: total(days) for month, days in months.items()}
 
 
 def total(months: Iterable[Balances]) -> Balances:
@@ -60,7 +76,17 @@ def total(months: Iterable[Balances]) -> Balances:
     return result
 
 
-def months_before(monthly: Mapping[str, Balances], day: date) -> Balances:
-    """Every month that ends before `day`'s month."""
-    this_month = month_of(day)
-    return total(balances for month, balances in monthly.items() if month < this_month)
+def books_as_of(months_before: Iterable[Balances], days_of_month: Mapping[str, Balances], day: date) -> Balances:
+    """The books at the end of `day`: the months before its month, plus its month's days through it."""
+    through = day_of(day)
+    return total(months_before).plus(total(balances for key, balances in days_of_month.items() if key <= through))
+
+
+def daily_difference(held: Mapping[str, Balances], expected: Mapping[str, Balances]) -> str:
+    """The first day whose movements differ, with the accounts ("" when none do)."""
+    empty = Balances(debits={}, credits={})
+    for day in sorted(set(held) | set(expected)):
+        mismatch = describe_differences(held.get(day, empty), expected.get(day, empty))
+        if mismatch:
+            return f"{day}: {mismatch}"
+    return ""

@@ -7,7 +7,7 @@ from datetime import date, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger.balances import month_of, months_before, movements
+from ledger.balances import books_as_of, by_month, daily_movements, month_of
 from ledger.entries import ZERO
 from ledger.reconcile import plan_document
 from ledger.reports import balance_sheet, ledger_lines, profit_and_loss
@@ -59,10 +59,10 @@ def test_the_statements_agree_with_each_other_and_the_trial_balance(states_list,
 @given(st.lists(documents(), min_size=1, max_size=6), days)
 def test_the_books_as_of_a_day_from_monthly_balances_equal_summing_the_entries(models, day):
     entries = [entry for model in models for entry in plan_document(drafts_for(read(model)), [], SYNC_TIME).postings]
-    monthly = movements(entries)
-    this_month = balances_of(entry for entry in entries
-                             if month_of(entry.date) == month_of(day) and entry.date.date() <= day)
-    held = months_before(monthly, day).plus(this_month)
+    daily = daily_movements(entries)
+    month = month_of(day)
+    held = books_as_of([moved for key, moved in by_month(daily).items() if key < month],
+                       {key: moved for key, moved in daily.items() if key.startswith(month)}, day)
     direct = through(entries, day)
     assert held.net_balances() == direct.net_balances()
     assert sum(held.net_balances().values(), ZERO) == ZERO

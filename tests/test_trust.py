@@ -224,3 +224,34 @@ def _fresh_books(db):
         os.environ["MONGODB_DB"] = original
         reset_clients()
     return Store(twin)
+
+
+# ---- the monthly and daily balances --------------------------------------------------
+
+def _entries_through(store, day: date) -> dict:
+    from ledger.balances import day_end
+
+    return store.entries.movements_between(VENDOR, datetime(2000, 1, 1, tzinfo=UTC), day_end(day)).net_balances()
+
+
+def test_monthly_balances_from_before_they_held_days_are_rebuilt_with_them(db, store, sync):
+    load_books(db)  # March: invoices on the 1st, expenses on the 5th, payments on the 10th
+    sync(VENDOR)
+    db.ledger_balances.update_many({}, {"$unset": {"days": ""}})  # as an older version kept them
+    db.ledger_vendor_state.update_one({"_id": VENDOR}, {"$set": {"balancesBuilt": True}})
+    assert sync(VENDOR)["state"] == "completed"  # an incremental sync with nothing to post
+    for day in (date(2026, 3, 1), date(2026, 3, 7), date(2026, 3, 31)):
+        assert store.books.as_of(VENDOR, day).net_balances() == _entries_through(store, day)
+    assert store.books.as_of(VENDOR, date(2026, 3, 7)).net_balances() != store.books.current(VENDOR).net_balances()
+
+
+def test_a_full_sync_puts_right_days_that_disagree_with_the_entries(db, store, sync):
+    load_books(db)
+    sync(VENDOR)
+    month = db.ledger_balances.find_one({"vendorId": VENDOR, "month": "2026-03"})
+    days = month["days"]
+    days["01"], days["10"] = days["10"], days["01"]  # the month's totals still add up
+    db.ledger_balances.update_one({"_id": month["_id"]}, {"$set": {"days": days}})
+    assert store.books.as_of(VENDOR, date(2026, 3, 7)).net_balances() != _entries_through(store, date(2026, 3, 7))
+    assert sync(VENDOR, full=True)["state"] == "completed"
+    assert store.books.as_of(VENDOR, date(2026, 3, 7)).net_balances() == _entries_through(store, date(2026, 3, 7))

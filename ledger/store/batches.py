@@ -40,7 +40,7 @@ class BatchWrite:
     entries: list[dict[str, Any]] = field(default_factory=list)  # as stored, with seq and hash
     expected_head: Head = field(default_factory=Head)
     new_head: Head = field(default_factory=Head)
-    movements: Mapping[str, Balances] = field(default_factory=dict)
+    movements: Mapping[str, Balances] = field(default_factory=dict)  # by day
     new_accounts: set[str] = field(default_factory=set)
     rejections: list[Rejection] = field(default_factory=list)
     source_type: str = ""

@@ -1,11 +1,11 @@
-"""Reading a vendor's books cheaply: from the monthly balances plus at most one month of entries."""
+"""Reading a vendor's books cheaply: from the monthly and daily balances plus at most one day of entries."""
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
-from ledger.balances import day_end, month_of, month_start, next_month, total
+from ledger.balances import books_as_of, day_end, month_of, month_start, next_month, total
 from ledger.entries import JournalEntry
 from ledger.store.balances import BalanceStore
 from ledger.store.entries import EntryStore
@@ -27,22 +27,23 @@ class Books:
         return total(self.balances.monthly(vendor_id).values())
 
     def as_of(self, vendor_id: str, day: date) -> Balances:
-        """… of every entry dated on or before `day`: the months before its month, plus the
-        entries of its month up to it (one indexed range)."""
+        """… of every entry dated on or before `day`: the months before its month, plus its days
+        through `day` (two reads of the monthly balances, whatever the size of the ledger)."""
         if not self.vendors.balances_built(vendor_id):
             return self.entries.movements_between(vendor_id, month_start("0001-01"), day_end(day))
         month = month_of(day)
-        before = total(self.balances.monthly(vendor_id, before_month=month).values())
-        return before.plus(self.entries.movements_between(vendor_id, month_start(month), day_end(day)))
+        return books_as_of(self.balances.monthly(vendor_id, before_month=month).values(),
+                           self.balances.days_of(vendor_id, month), day)
 
     def account_balance(self, vendor_id: str, account: str, before: datetime, through_id: str | None = None) -> Decimal:
         """Debits − credits on one account of the entries dated before `before` (and those dated exactly
-        `before` with an id up to `through_id`): the months before its month, plus one indexed range."""
+        `before` with an id up to `through_id`): the books through the day before, plus one indexed
+        range of that day's entries."""
         if not self.vendors.balances_built(vendor_id):
             return self.entries.account_movement(vendor_id, account, month_start("0001-01"), before, through_id)
-        month = month_of(before)
-        held = total(self.balances.monthly(vendor_id, before_month=month).values()).balance(account)
-        return held + self.entries.account_movement(vendor_id, account, month_start(month), before, through_id)
+        day_start = datetime.combine((before.astimezone(UTC) if before.tzinfo else before).date(), time(), UTC)
+        held = self.as_of(vendor_id, day_start.date() - timedelta(days=1)).balance(account)
+        return held + self.entries.account_movement(vendor_id, account, day_start, before, through_id)
 
     def account_page(self, vendor_id: str, account: str, start: datetime, end: datetime,
                      after: tuple[datetime, str] | None, limit: int) -> list[JournalEntry]:

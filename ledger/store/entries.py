@@ -276,13 +276,13 @@ class EntryStore:
 
     # ---- sums, added up by the server -------------------------------------------
 
-    def monthly_movements(self, vendor_id: str) -> dict[str, Balances]:
-        """Debits and credits per account per month of every entry, added up by the server (the
+    def daily_movements(self, vendor_id: str) -> dict[str, Balances]:
+        """Debits and credits per account per day of every entry, added up by the server (the
         periodic proof of `ledger_balances`, and how a ledger from before them gets them)."""
-        return _month_rows_to_balances(self.collection.aggregate([
+        return _day_rows_to_balances(self.collection.aggregate([
             {"$match": {"vendorId": vendor_id}},
             {"$unwind": "$lines"},
-            {"$group": {"_id": {"month": {"$dateToString": {"format": "%Y-%m", "date": "$date"}},
+            {"$group": {"_id": {"day": {"$dateToString": {"format": "%Y-%m-%d", "date": "$date"}},
                                 "account": "$lines.account"},
                         "debit": {"$sum": "$lines.debit"}, "credit": {"$sum": "$lines.credit"}}},
         ]))
@@ -376,14 +376,14 @@ class EntryStore:
                                          credits={row["_id"]: cents(row["credit"]) for row in rows}))
 
 
-def _month_rows_to_balances(rows: Iterable[dict[str, Any]]) -> dict[str, Balances]:
+def _day_rows_to_balances(rows: Iterable[dict[str, Any]]) -> dict[str, Balances]:
     debits: dict[str, dict[str, Decimal]] = {}
     credits: dict[str, dict[str, Decimal]] = {}
     for row in rows:
-        month, account = row["_id"]["month"], row["_id"]["account"]
-        debits.setdefault(month, {})[account] = cents(row["debit"])
-        credits.setdefault(month, {})[account] = cents(row["credit"])
-    return {month: Balances(debits=debits[month], credits=credits[month]) for month in sorted(debits)}
+        day, account = row["_id"]["day"], row["_id"]["account"]
+        debits.setdefault(day, {})[account] = cents(row["debit"])
+        credits.setdefault(day, {})[account] = cents(row["credit"])
+    return {day: Balances(debits=debits[day], credits=credits[day]) for day in sorted(debits)}
 
 
 def _posting_identity(document: dict[str, Any]) -> tuple[Any, ...]:

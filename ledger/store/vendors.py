@@ -12,6 +12,8 @@ from pymongo.errors import DuplicateKeyError
 
 from ledger.chain import Head
 
+BALANCES_WITH_DAYS = "days"  # the layout of `ledger_balances` a vendor's are built in
+
 
 class VendorStore:
     def __init__(self, state: Collection, vendors: Collection):
@@ -110,10 +112,11 @@ class VendorStore:
         return False
 
     def balances_built(self, vendor_id: str) -> bool:
-        return bool(self.state_of(vendor_id).get("balancesBuilt"))
+        """Whether the vendor's `ledger_balances` hold its days too (built before them: `true`)."""
+        return self.state_of(vendor_id).get("balancesBuilt") == BALANCES_WITH_DAYS
 
     def mark_balances_built(self, vendor_id: str) -> None:
-        self.state.update_one({"_id": vendor_id}, {"$set": {"balancesBuilt": True}}, upsert=True)
+        self.state.update_one({"_id": vendor_id}, {"$set": {"balancesBuilt": BALANCES_WITH_DAYS}}, upsert=True)
 
     def next_expense_codes(self, vendor_id: str, count: int, session: ClientSession | None = None) -> list[int]:
         """`count` new numbers for expense accounts (6001, 6002, … in the order first posted, never reused)."""
