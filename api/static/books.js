@@ -88,6 +88,14 @@ function setBusy(table, busy) {
   table.dataset.state = busy ? 'loading' : 'ready';
 }
 
+/** Whether the table already shows this very question's answer: a refresh (a sync finished, the live
+ * watcher posted) then dims it while reading again; any other question clears it first. */
+function refreshing(table, path) {
+  const same = table.dataset.shown === path && table.dataset.state === 'ready';
+  if (!same) delete table.dataset.shown;
+  return same;
+}
+
 function showError(text) {
   $('books-error').textContent = text;
   $('books-error').hidden = !text;
@@ -147,23 +155,30 @@ function renderTrialBalance(tb) {
 export async function loadTrialBalance() {
   const asOf = $('tb-as-of').value;
   const table = $('tb-table');
+  const path = `/api/ledger/trial-balance${query({ asOf })}`;
+  const again = refreshing(table, path);
   setBusy(table, true);
   table.dataset.asOf = asOf;
-  $('tb-as-of-label').textContent = `Loading the trial balance ${asOfText(asOf)}…`;
-  message($('tb-body'), 3, 'Loading…');
-  $('tb-debit').textContent = '—';
-  $('tb-credit').textContent = '—';
-  $('tb-status').hidden = true;
-  const res = await getView('tb', `/api/ledger/trial-balance${query({ asOf })}`);
+  $('tb-as-of-label').textContent = `${again ? 'Updating' : 'Loading'} the trial balance ${asOfText(asOf)}…`;
+  if (!again) {
+    message($('tb-body'), 3, 'Loading…');
+    $('tb-debit').textContent = '—';
+    $('tb-credit').textContent = '—';
+    $('tb-status').hidden = true;
+  }
+  const res = await getView('tb', path);
   if (res.stale) return;
   if (res.error) {
     message($('tb-body'), 3, `Could not load the trial balance: ${res.error}`);
+    for (const id of ['tb-debit', 'tb-credit']) $(id).textContent = '—';
+    $('tb-status').hidden = true;
     table.dataset.state = 'error';
     $('tb-as-of-label').textContent = '';
     return;
   }
   renderTrialBalance(res.body);
   setBusy(table, false);
+  table.dataset.shown = path;
   $('tb-as-of-label').textContent = `Figures ${asOfText(asOf)}. Select an account to open its ledger.`;
 }
 
@@ -316,9 +331,10 @@ function renderReport(table, groups, closing) {
 /** Loads one report: clears the table and says which period is loading, then shows it or the error. */
 async function loadReport(view, path, labelText, render) {
   const table = $(`${view}-table`);
+  const again = refreshing(table, path);
   setBusy(table, true);
-  table.replaceChildren(el('tbody', {}, el('tr', {}, el('td', { className: 'empty', textContent: 'Loading…' }))));
-  $(`${view}-label`).textContent = `Loading ${labelText}…`;
+  if (!again) table.replaceChildren(el('tbody', {}, el('tr', {}, el('td', { className: 'empty', textContent: 'Loading…' }))));
+  $(`${view}-label`).textContent = `${again ? 'Updating' : 'Loading'} ${labelText}…`;
   const res = await getView(view, path);
   if (res.stale) return;
   if (res.error) {
@@ -329,6 +345,7 @@ async function loadReport(view, path, labelText, render) {
   }
   render(table, res.body);
   setBusy(table, false);
+  table.dataset.shown = path;
   $(`${view}-label`).textContent = `Figures for ${labelText}.`;
 }
 
@@ -430,6 +447,12 @@ export function setBooksToken(value) {
   for (const id of ['ledger-opening', 'ledger-closing']) $(id).textContent = '—';
   $('ledger-count').textContent = '';
   $('ledger-more').hidden = true;
+  for (const view of ['pnl', 'bs', 'aging']) {
+    $(`${view}-table`).replaceChildren();
+    delete $(`${view}-table`).dataset.shown;
+    $(`${view}-label`).textContent = '';
+  }
+  delete $('tb-table').dataset.shown;
 }
 
 /** With a new token or after a sync: every figure on screen is read again. */

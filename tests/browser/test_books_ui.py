@@ -21,6 +21,7 @@ from tests.stack import bearer, load_demo
 pytestmark = pytest.mark.browser
 
 PHONE = {"width": 390, "height": 844}
+NARROW = {"width": 375, "height": 812}
 SYNC_TIMEOUT = 60
 
 
@@ -95,13 +96,15 @@ async def assert_fits(page: Page) -> None:
 
 
 async def shoot(page: Page, name: str, anchor: str) -> None:
-    """Both widths: the view scrolled into sight, checked for sideways overflow, saved as books-NAME-WIDTH.png."""
+    """Desktop and phone: the view scrolled into sight, checked for sideways overflow (also on the narrowest
+    phone), saved as books-NAME-desktop.png and books-NAME-phone.png."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    for size, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
+    for size, viewport in (("desktop", DESKTOP), ("narrow", NARROW), ("phone", PHONE)):
         await page.set_viewport_size(viewport)
         await tid(page, anchor).evaluate("n => (n.closest('section') || n).scrollIntoView({ block: 'start' })")
         await assert_fits(page)
-        await page.screenshot(path=str(SCREENSHOTS / f"books-{name}-{size}.png"))
+        if size != "narrow":
+            await page.screenshot(path=str(SCREENSHOTS / f"books-{name}-{size}.png"))
     await page.set_viewport_size(DESKTOP)
 
 
