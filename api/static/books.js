@@ -193,12 +193,22 @@ function documentCell(line) {
   return cell;
 }
 
+/** data-label heads each figure when the ledger's rows turn into cards on phones. */
+function labelled(cell, text) {
+  cell.dataset.label = text;
+  return cell;
+}
+
 function ledgerRow(line) {
   return el('tr', {
     dataset: { testid: 'ledger-row', pick: '', entryId: line.entryId, sourceType: line.source.type, sourceKey: line.source.key },
   }, el('td', { textContent: fmtDay(line.date), title: line.date }), documentCell(line),
-  money(isZero(line.debit) ? '' : line.debit), money(isZero(line.credit) ? '' : line.credit),
-  el('td', { className: 'num', textContent: fmtDecimal(line.balance), dataset: { testid: 'ledger-balance', value: line.balance } }));
+  labelled(money(isZero(line.debit) ? '' : line.debit), 'Debit'),
+  labelled(money(isZero(line.credit) ? '' : line.credit), 'Credit'),
+  el('td', {
+    className: 'num', textContent: fmtDecimal(line.balance),
+    dataset: { testid: 'ledger-balance', value: line.balance, label: 'Balance' },
+  }));
 }
 
 async function loadLedger(more = false) {
@@ -495,5 +505,14 @@ for (const button of document.querySelectorAll('[data-clear]')) {
     button.form.dispatchEvent(new Event('change'));
   });
 }
+// Arrow keys move between the tabs (the tablist pattern).
+document.querySelector('#books [role="tablist"]').addEventListener('keydown', (e) => {
+  const step = { ArrowRight: 1, ArrowLeft: -1 }[e.key];
+  if (!step) return;
+  const keys = Object.keys(TABS);
+  const next = $(`tab-${keys[(keys.indexOf(activeTab) + step + keys.length) % keys.length]}`);
+  next.focus();
+  next.click();
+});
 $('doc-history-close').addEventListener('click', () => $('doc-history').close());
 for (const button of document.querySelectorAll('[data-export]')) button.addEventListener('click', () => download(button));
