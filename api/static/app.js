@@ -1,6 +1,7 @@
 // Demo vendor dashboard: picks a vendor (development) or a token, opens the sync dialog,
-// shows the sync history and the trial balance, and refreshes both when a sync finishes.
-import { fmtDecimal, fmtDuration } from './ledger-sync-modal.js';
+// shows the sync history and the books (books.js), and refreshes both when a sync finishes.
+import { fmtDuration } from './ledger-sync-modal.js';
+import { refreshBooks, setBooksToken } from './books.js';
 
 const TOKEN_KEY = 'ledgerSync.token';
 const VENDOR_KEY = 'ledgerSync.vendor';
@@ -80,6 +81,7 @@ function useToken(value, vendorLabel) {
   $('sync-button').disabled = false;
   $('token-panel').hidden = true;
   showError('');
+  setBooksToken(value);
   refresh();
   loadLive();
 }
@@ -223,49 +225,10 @@ async function loadHistory() {
   renderHistory((res.body && res.body.runs) || []);
 }
 
-// ---------- trial balance ----------
-
-/** Exact cents of a decimal string, for comparing totals without floats. */
-function cents(value) {
-  const m = /^(-?)(\d*)(?:\.(\d*))?$/.exec(String(value ?? '').trim());
-  return m ? BigInt(`${m[1]}${m[2] || '0'}${(m[3] || '').padEnd(2, '0').slice(0, 2)}`) : null;
-}
-
-function renderTrialBalance(tb) {
-  const accounts = tb.accounts || {};
-  const keys = Object.keys(tb.balances || {}).filter((k) => cents(tb.balances[k]) !== 0n);
-  keys.sort((a, b) => String((accounts[a] || {}).code || a).localeCompare(String((accounts[b] || {}).code || b), undefined, { numeric: true }));
-  const rows = keys.map((key) => {
-    const info = accounts[key] || {};
-    const value = String(tb.balances[key]);
-    const credit = value.startsWith('-');
-    const amount = fmtDecimal(value.replace(/^-/, ''));
-    return el('tr', { dataset: { testid: 'trial-balance-row', account: key } },
-      el('td', { className: 'acct' },
-        el('span', { textContent: info.name || key }),
-        el('small', { textContent: [info.code, info.type].filter(Boolean).join(' · ') || key })),
-      el('td', { className: 'num', textContent: credit ? '' : amount }),
-      el('td', { className: 'num', textContent: credit ? amount : '' }));
-  });
-  $('tb-body').replaceChildren(...(rows.length ? rows
-    : [el('tr', {}, el('td', { className: 'empty', colSpan: 3, textContent: 'No entries posted yet.' }))]));
-  $('tb-debit').textContent = fmtDecimal(tb.totalDebit);
-  $('tb-credit').textContent = fmtDecimal(tb.totalCredit);
-  const balanced = cents(tb.totalDebit) === cents(tb.totalCredit);
-  const status = $('tb-status');
-  status.hidden = false;
-  status.textContent = balanced ? 'Balanced' : 'Out of balance';
-  status.dataset.tone = balanced ? 'ok' : 'bad';
-}
-
-async function loadTrialBalance() {
-  const res = await getJson('/api/ledger/trial-balance');
-  if (!res.ok) return showError(errorText(res, 'Could not load the trial balance'));
-  renderTrialBalance(res.body || {});
-}
+// ---------- the books (trial balance, ledgers, reports: books.js) ----------
 
 function refresh() {
-  return Promise.all([loadHistory(), loadTrialBalance()]);
+  return Promise.all([loadHistory(), refreshBooks()]);
 }
 
 // The continuous sync: while a watcher posts changes as they happen, say so, and keep the figures current.

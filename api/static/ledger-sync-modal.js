@@ -67,7 +67,7 @@ export function fmtDecimal(value) {
   return `${negative ? '−' : ''}${grouped}.${frac.padEnd(2, '0')}`;
 }
 
-function fmtDay(iso) {
+export function fmtDay(iso) {
   const d = new Date(`${iso}T00:00:00Z`);
   return Number.isNaN(d.getTime()) ? iso
     : d.toLocaleDateString(undefined, { day: 'numeric', month: 'short', year: 'numeric', timeZone: 'UTC' });
