@@ -43,7 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command")
 
     up = commands.add_parser("up", help="start the whole stack on this machine (database, Prefect, API)")
-    up.add_argument("--port", type=int, default=4000, help="API and web UI port (default 4000)")
+    up.add_argument("--port", type=int, default=None,
+                    help="API and web UI port (default 4000; a taken default is replaced by a free port)")
     up.add_argument("--prefect-port", type=int, default=None,
                     help="Prefect server port (default LEDGER_PREFECT_PORT, else 4200; a taken default is "
                          "replaced by a free port, an explicit one is not)")
@@ -333,7 +334,8 @@ def _up(args) -> int:
             print(f"ledger-sync: LEDGER_PREFECT_PORT is not a port number: {os.environ['LEDGER_PREFECT_PORT']!r}",
                   file=sys.stderr)
             return EXIT_USAGE
-    return run_stack(port=args.port, on_ready=None if args.no_demo else load_demo_and_sync,
+    return run_stack(port=args.port or 4000, port_explicit=args.port is not None,
+                     on_ready=None if args.no_demo else load_demo_and_sync,
                      prefect_port=prefect_port or 4200, prefect_port_explicit=explicit,
                      token_vendor=DEMO_VENDORS[0] if not args.no_demo else None, dev=args.dev, watch=args.watch)
 
