@@ -213,7 +213,12 @@ def _sync(args) -> int:
                 settings = get_settings()
                 sync_id = open_run(get_store(), args.vendor, parameters, settings.ledger_incremental_overlap_seconds,
                                    settings.ledger_stale_after_seconds).sync_id
-            _use_prefect()  # after the claim: a refused sync never waits for a Prefect server to start
+            try:
+                _use_prefect()  # after the claim: a refused sync never waits for a Prefect server to start
+            except RuntimeError as error:  # the background server did not start: its log says why
+                if args.resume is None:
+                    _settle_unstarted(sync_id, f"the sync could not start: {error}")
+                raise
             from flows.sync_vendor import sync_vendor_ledger
 
             with contextlib.redirect_stdout(sys.stderr), (bar or contextlib.nullcontext()):
@@ -238,6 +243,18 @@ def _sync(args) -> int:
                 progress.remove_listener(bar)
         _report(summary, args.json)
         return 0 if summary["state"] in ("completed", "cancelled") else EXIT_FAILED
+
+
+def _settle_unstarted(sync_id: str, message: str) -> None:
+    """Fail a run this command opened but could not start, so the vendor's next sync is not refused."""
+    from flows.database import get_store
+    from ledger.clock import utc_now
+    from ledger.sync_run import RunState
+
+    store = get_store()
+    run = store.runs.get(sync_id)
+    if run is not None and run.active:
+        store.runs.close(run.closed(RunState.FAILED, message, utc_now()))
 
 
 def _report(summary: dict, as_json: bool) -> None:

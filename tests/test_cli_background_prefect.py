@@ -103,3 +103,23 @@ def test_a_stale_state_file_is_replaced_and_an_unused_server_stops_itself(tmp_pa
             assert "unused for 2s, stopping" in (paths.ledger_home / "logs" / "prefect-cli.log").read_text()
         finally:
             prefect_background.stop(paths.ledger_home)
+
+
+def test_a_background_server_that_does_not_start_fails_the_sync_without_blocking_the_vendor(db, tmp_path, monkeypatch,
+                                                                                           capsys):
+    from cli.main import EXIT_FAILED, main
+    from flows.database import get_store
+
+    def no_server(*_args) -> str:
+        raise prefect_background.BackgroundPrefectError("the background Prefect server did not start (exit 1)")
+
+    monkeypatch.setenv("LEDGER_HOME", str(tmp_path / ".ledger-sync"))
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    monkeypatch.setattr(prefect_background, "hold", no_server)
+    load(db, ["acme"], documents=20)
+    assert main(["sync", "--vendor", "acme", "--json"]) == EXIT_FAILED
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)
+    assert summary["state"] == "failed" and "background Prefect server did not start" in summary["error"]
+    assert "Traceback" not in captured.err
+    assert get_store().runs.get(summary["syncId"]).state == "failed" and get_store().runs.active() == []
