@@ -115,6 +115,8 @@ def test_a_background_server_that_does_not_start_fails_the_sync_without_blocking
 
     monkeypatch.setenv("LEDGER_HOME", str(tmp_path / ".ledger-sync"))
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    # What the CLI sets for the Prefect it would import, restored afterwards for the tests after this one.
+    monkeypatch.setenv("PREFECT_HOME", os.environ.get("PREFECT_HOME", str(Path.home() / ".prefect")))
     monkeypatch.setattr(prefect_background, "hold", no_server)
     load(db, ["acme"], documents=20)
     assert main(["sync", "--vendor", "acme", "--json"]) == EXIT_FAILED
