@@ -235,8 +235,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=20000, help="N source documents (4N is measured too)")
     parser.add_argument("--repeat", type=int, default=3, help="measurements at N (one at 4N): the median is shown")
-    parser.add_argument("--parts", default="sync,nightly,socket,watcher",
-                        help="comma-separated parts to measure (default all): sync, nightly, socket, watcher")
+    parser.add_argument("--parts", default="sync,nightly,socket,watcher,cli",
+                        help="comma-separated parts to measure (default all): sync, nightly, socket, watcher, cli")
     parser.add_argument("--vendors", type=int, default=1000, help="small vendors in the nightly figure")
     parser.add_argument("--changed", type=int, default=50, help="of them changed since the last nightly")
     args = parser.parse_args()
@@ -265,6 +265,10 @@ def main() -> None:
                 result["watcher"] = watcher.measure(env, database.uri, "bench_watch", work / "watch")
             if "nightly" in parts:
                 result["nightly"] = measure_nightly(client, env, args.vendors, args.changed)
+            if "cli" in parts:
+                from bench import cli_sync
+
+                result["cli"] = cli_sync.measure(database.uri, work / "cli")
         finally:
             prefect.terminate()
             prefect.wait(30)
@@ -273,8 +277,8 @@ def main() -> None:
 
             sockets = measure(database.uri, "bench", work / "stack", args.size // 4, load_documents)
             result["socket"] = {"documents": args.size // 4, **sockets}
-    (RESULTS / ("latest.json" if parts >= {"sync", "nightly", "socket", "watcher"} else "partial.json")).write_text(
-        json.dumps(result, indent=2))
+    every = {"sync", "nightly", "socket", "watcher", "cli"}
+    (RESULTS / ("latest.json" if parts >= every else "partial.json")).write_text(json.dumps(result, indent=2))
     print(render(result))
 
 
@@ -323,6 +327,10 @@ def render(result: dict) -> str:
                      f"({n['completed']} completed); with none changed {n['idleSeconds']} s, so the unchanged ones are "
                      f"at most {n['unchangedShare']:.1%} of it; selection {n['selectionCommands']} commands, "
                      f"{n['selectionSeconds']} s")
+    if "cli" in result:
+        from bench import cli_sync
+
+        lines.append(cli_sync.render(result["cli"]))
     return "\n".join(lines)
 
 

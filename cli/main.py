@@ -43,7 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command")
 
     up = commands.add_parser("up", help="start the whole stack on this machine (database, Prefect, API)")
-    up.add_argument("--port", type=int, default=4000, help="API and web UI port (default 4000)")
+    up.add_argument("--port", type=int, default=None,
+                    help="API and web UI port (default 4000; a taken default is replaced by a free port)")
     up.add_argument("--prefect-port", type=int, default=None,
                     help="Prefect server port (default LEDGER_PREFECT_PORT, else 4200; a taken default is "
                          "replaced by a free port, an explicit one is not)")
@@ -114,9 +115,11 @@ def _database():
         server.stop()
 
 
-def _use_running_prefect() -> None:
-    """Point this process at the stack's Prefect server when `ledger-sync up` runs,
-    so CLI syncs show in the Prefect UI; otherwise Prefect runs an ephemeral one."""
+def _use_prefect() -> None:
+    """Point this process at a Prefect server, before Prefect is imported (it reads its settings then):
+    PREFECT_API_URL; else the stack's when `ledger-sync up` runs (CLI syncs show in its UI); else this home's
+    background server, started if none runs, held until this process exits and stopped by itself once unused
+    for LEDGER_PREFECT_IDLE_STOP_SECONDS (cli/prefect_background.py)."""
     settings = get_settings()
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
@@ -125,10 +128,15 @@ def _use_running_prefect() -> None:
     try:
         stack = json.loads((settings.ledger_home / "stack.json").read_text())
         os.kill(int(stack["pid"]), 0)
-    except (OSError, ValueError, KeyError):
-        os.environ.setdefault("PREFECT_HOME", str((settings.ledger_home / "prefect-cli").resolve()))
+        os.environ["PREFECT_API_URL"] = stack["prefectApiUrl"]
         return
-    os.environ["PREFECT_API_URL"] = stack["prefectApiUrl"]
+    except (OSError, ValueError, KeyError):
+        pass
+    from cli import prefect_background
+
+    os.environ.setdefault("PREFECT_HOME", str(prefect_background.Paths(settings.ledger_home).prefect_home))
+    os.environ["PREFECT_API_URL"] = prefect_background.hold(settings.ledger_home,
+                                                            settings.ledger_prefect_idle_stop_seconds)
 
 
 def _watch(args) -> int:
@@ -139,7 +147,11 @@ def _watch(args) -> int:
     if args.window <= 0 or (args.stop_after is not None and args.stop_after <= 0):
         print("ledger-sync: --window and --for take a positive number of seconds", file=sys.stderr)
         return EXIT_USAGE
-    _use_running_prefect()
+    try:
+        _use_prefect()
+    except RuntimeError as error:  # the background Prefect server did not start: its log says why
+        print(f"ledger-sync: {error}", file=sys.stderr)
+        return EXIT_FAILED
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     with _database():
         import threading
@@ -178,7 +190,6 @@ def _sync(args) -> int:
     except ValueError as error:
         print(f"ledger-sync: {_first_error(error)}", file=sys.stderr)
         return EXIT_USAGE
-    _use_running_prefect()
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     with _database():
         from flows import progress
@@ -202,10 +213,18 @@ def _sync(args) -> int:
                 settings = get_settings()
                 sync_id = open_run(get_store(), args.vendor, parameters, settings.ledger_incremental_overlap_seconds,
                                    settings.ledger_stale_after_seconds).sync_id
-            from flows.sync_vendor import sync_vendor_ledger  # Prefect's import: only once there is a sync to run
+            try:
+                _use_prefect()  # after the claim: a refused sync never waits for a Prefect server to start
+            except RuntimeError as error:  # the background server did not start: its log says why
+                if args.resume is None:
+                    _settle_unstarted(sync_id, f"the sync could not start: {error}")
+                raise
+            from flows.sync_vendor import sync_vendor_ledger
 
             with contextlib.redirect_stdout(sys.stderr), (bar or contextlib.nullcontext()):
-                summary = sync_vendor_ledger(args.vendor, sync_id=sync_id)
+                # No Prefect slot: the run claimed above is the one-sync-per-vendor guarantee, and a slot a killed
+                # CLI sync left on the (long-lived) background server would hold up the next sync for 5 s.
+                summary = sync_vendor_ledger(args.vendor, sync_id=sync_id, prefect_slot=False)
         except SyncAlreadyRunning as running:
             print(f"ledger-sync: a sync is already running for {args.vendor}: {running.sync_id}", file=sys.stderr)
             if args.json:
@@ -224,6 +243,18 @@ def _sync(args) -> int:
                 progress.remove_listener(bar)
         _report(summary, args.json)
         return 0 if summary["state"] in ("completed", "cancelled") else EXIT_FAILED
+
+
+def _settle_unstarted(sync_id: str, message: str) -> None:
+    """Fail a run this command opened but could not start, so the vendor's next sync is not refused."""
+    from flows.database import get_store
+    from ledger.clock import utc_now
+    from ledger.sync_run import RunState
+
+    store = get_store()
+    run = store.runs.get(sync_id)
+    if run is not None and run.active:
+        store.runs.close(run.closed(RunState.FAILED, message, utc_now()))
 
 
 def _report(summary: dict, as_json: bool) -> None:
@@ -320,7 +351,8 @@ def _up(args) -> int:
             print(f"ledger-sync: LEDGER_PREFECT_PORT is not a port number: {os.environ['LEDGER_PREFECT_PORT']!r}",
                   file=sys.stderr)
             return EXIT_USAGE
-    return run_stack(port=args.port, on_ready=None if args.no_demo else load_demo_and_sync,
+    return run_stack(port=args.port or 4000, port_explicit=args.port is not None,
+                     on_ready=None if args.no_demo else load_demo_and_sync,
                      prefect_port=prefect_port or 4200, prefect_port_explicit=explicit,
                      token_vendor=DEMO_VENDORS[0] if not args.no_demo else None, dev=args.dev, watch=args.watch)
 

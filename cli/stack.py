@@ -529,13 +529,14 @@ def choose_port(port: int, explicit: bool, what: str, echo: Callable[[str], None
 
 def start_stack(port: int = 4000, prefect_port: int = 4200, echo: Callable[[str], None] = print,
                 token_vendor: str | None = None, dev: bool = False, prefect_port_explicit: bool = True,
-                watch: bool = False) -> Stack:
+                watch: bool = False, port_explicit: bool = True) -> Stack:
     """Start every part in order (each healthy before the next); on any failure stop what started and raise.
 
     `dev` serves the unauthenticated development routes (`/api/dev/token` mints a token for any vendor).
     Without it the API still runs on a generated local secret (LEDGER_ENV=development) and the printed token,
-    or `ledger-sync token --vendor V`, signs in. `prefect_port_explicit=False`: a taken `prefect_port` is
-    replaced by a free one. `watch`: also the change-stream watcher (`ledger-sync watch`), supervised like the rest.
+    or `ledger-sync token --vendor V`, signs in. `prefect_port_explicit=False` (`port_explicit=False`): a taken
+    `prefect_port` (`port`) is replaced by a free one. `watch`: also the change-stream watcher
+    (`ledger-sync watch`), supervised like the rest.
     """
     from api.settings import ApiSettings
     from cli.embedded_db import EmbeddedDatabase
@@ -581,6 +582,7 @@ def start_stack(port: int = 4000, prefect_port: int = 4200, echo: Callable[[str]
             echo("watcher       following the source collections' changes (ledger-sync watch)")
             stack.processes.append(spawn("watcher", [sys.executable, "-m", "cli.main", "watch"], env, log_dir,
                                          stop_timeout=30))  # SIGTERM: it finishes the micro-batch it is posting
+        port = choose_port(port, port_explicit, "api", echo)
         echo(f"api           starting on port {port}…")
         stack.processes.append(start_api(env, log_dir, port))
         stack.app_url = f"http://127.0.0.1:{port}"
@@ -628,7 +630,7 @@ def _running_stack(state_file: Path) -> dict | None:
 def run_stack(port: int = 4000, on_ready: Callable[[Stack], None] | None = None, prefect_port: int = 4200,
               echo: Callable[[str], None] = print, token_vendor: str | None = None, dev: bool = False,
               prefect_port_explicit: bool = True, restart_initial: float = 1.0, restart_maximum: float = 30.0,
-              stable_seconds: float = 60.0, watch: bool = False) -> int:
+              stable_seconds: float = 60.0, watch: bool = False, port_explicit: bool = True) -> int:
     """Start the stack, print where everything is, supervise it until Ctrl-C/SIGTERM, stop it all.
     Returns an exit code.
 
@@ -662,7 +664,7 @@ def run_stack(port: int = 4000, on_ready: Callable[[Stack], None] | None = None,
     try:
         try:
             stack = start_stack(port, prefect_port, echo, token_vendor, dev=dev, watch=watch,
-                                prefect_port_explicit=prefect_port_explicit)
+                                prefect_port_explicit=prefect_port_explicit, port_explicit=port_explicit)
         except (StackError, ConfigurationError, NoDatabase, RuntimeError) as error:
             echo(f"ledger-sync up failed: {error}")
             return 1

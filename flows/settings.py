@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     # The nightly syncs a vendor with more documents to read than this in a flow run of its own (on the
     # work pool); smaller ones share the nightly's process as subflow runs.
     ledger_own_flow_run_above_documents: int = 2000
+    # The CLI's background Prefect server (cli/prefect_background.py) stops after this long unused.
+    ledger_prefect_idle_stop_seconds: float = 900
 
     @property
     def collections(self) -> CollectionNames:
