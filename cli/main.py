@@ -202,10 +202,11 @@ def _sync(args) -> int:
                 settings = get_settings()
                 sync_id = open_run(get_store(), args.vendor, parameters, settings.ledger_incremental_overlap_seconds,
                                    settings.ledger_stale_after_seconds).sync_id
-            from flows.sync_vendor import sync_vendor_ledger  # Prefect's import: only once there is a sync to run
+            # Prefect's import: only once there is a sync to run
+            from flows.sync_vendor import summary_of, sync_vendor_ledger
 
             with contextlib.redirect_stdout(sys.stderr), (bar or contextlib.nullcontext()):
-                summary = sync_vendor_ledger(args.vendor, sync_id=sync_id)
+                summary = summary_of(sync_vendor_ledger(args.vendor, sync_id=sync_id, return_state=True))
         except SyncAlreadyRunning as running:
             print(f"ledger-sync: a sync is already running for {args.vendor}: {running.sync_id}", file=sys.stderr)
             if args.json:

@@ -7,6 +7,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -54,6 +55,9 @@ class Settings(BaseSettings):
     # The nightly syncs a vendor with more documents to read than this in a flow run of its own (on the
     # work pool); smaller ones share the nightly's process as subflow runs.
     ledger_own_flow_run_above_documents: int = 2000
+    # Where people open the web UI (`ledger-sync up` serves it on port 4000): the Prefect artifacts of a
+    # sync link to its page there.
+    ledger_public_url: str = "http://127.0.0.1:4000"
 
     @property
     def collections(self) -> CollectionNames:
@@ -62,6 +66,10 @@ class Settings(BaseSettings):
                    for kind in kinds()}
         return CollectionNames(sources=sources, vendors=self.ledger_vendors_collection,
                                ledger_prefix=self.ledger_collection_prefix)
+
+    def run_page_url(self, sync_id: str) -> str:
+        """The web UI's page of one sync."""
+        return f"{self.ledger_public_url.rstrip('/')}/?run={quote(sync_id, safe='')}"
 
     @property
     def embedded_state_file(self) -> Path:
