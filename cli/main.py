@@ -126,7 +126,10 @@ def _use_running_prefect() -> None:
         stack = json.loads((settings.ledger_home / "stack.json").read_text())
         os.kill(int(stack["pid"]), 0)
     except (OSError, ValueError, KeyError):
-        os.environ.setdefault("PREFECT_HOME", str((settings.ledger_home / "prefect-cli").resolve()))
+        if "PREFECT_HOME" not in os.environ:  # the ephemeral server's SQLite file goes there: make it exist
+            home = (settings.ledger_home / "prefect-cli").resolve()
+            home.mkdir(parents=True, exist_ok=True)
+            os.environ["PREFECT_HOME"] = str(home)
         return
     os.environ["PREFECT_API_URL"] = stack["prefectApiUrl"]
 
@@ -245,7 +248,8 @@ def _report(summary: dict, as_json: bool) -> None:
 
 
 class _ProgressBar:
-    """A rich progress bar fed by the flow's progress events."""
+    """A rich progress bar fed by the flow's progress events, counting the rejected documents. While it
+    shows, Prefect's console log lines (a rejection's warning) are printed above it, not through it."""
 
     def __init__(self):
         from rich.console import Console
@@ -254,16 +258,30 @@ class _ProgressBar:
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>5.1f}%"),
                                  TimeElapsedColumn(), console=Console(stderr=True))
         self.task = self.progress.add_task("Starting", total=100)
+        self._consoles: list[tuple[Any, Any]] = []  # (Prefect console handler, the console it had)
 
     def __call__(self, event: str, payload: dict) -> None:
         if "percent" in payload:
-            self.progress.update(self.task, completed=payload["percent"], description=payload.get("message", ""))
+            rejected = (payload.get("stats") or {}).get("errors", 0)
+            message = payload.get("message", "") + (f" · {rejected:,} rejected" if rejected else "")
+            self.progress.update(self.task, completed=payload["percent"], description=message)
 
     def __enter__(self):
+        import logging
+
+        from prefect.logging.handlers import PrefectConsoleHandler
+
         self.progress.start()
+        loggers = [logging.getLogger(), *(logger for logger in logging.Logger.manager.loggerDict.values()
+                                          if isinstance(logger, logging.Logger))]
+        for handler in {h for logger in loggers for h in logger.handlers if isinstance(h, PrefectConsoleHandler)}:
+            self._consoles.append((handler, handler.console))
+            handler.console = self.progress.console
         return self
 
     def __exit__(self, *exc):
+        for handler, console in self._consoles:
+            handler.console = console
         self.progress.stop()
 
 
