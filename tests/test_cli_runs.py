@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 from cli.demo_data import load
+from flows.artifacts import artifact_key
 from flows.deployments import PRODUCT_TAG, SYNC_TAG, VENDOR_TAG
 
 
@@ -71,6 +72,17 @@ def test_cli_follows_syncs_and_names_them_in_prefect(tmp_path, db, prefect_serve
     [flow_run] = asyncio.run(flow_runs())
     assert flow_run.name == sync_id  # as `flows.deployments.flow_run_name` names the API's runs
     assert {PRODUCT_TAG, f"{VENDOR_TAG}cli-runs", f"{SYNC_TAG}{sync_id}"} <= set(flow_run.tags)
+
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    async def artifacts():
+        async with get_client() as client:
+            return await client.read_artifacts(artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run.id])))
+
+    # its artifacts, under the vendor's keys, as an API sync's
+    assert {a.key for a in asyncio.run(artifacts())} == {artifact_key("cli-runs", what)
+                                                          for what in ("statistics", "summary", "progress")}
 
 
 def test_a_sync_with_mongodb_uri_runs_from_an_empty_directory(tmp_path, db):
