@@ -44,8 +44,8 @@ def publish_report(run: SyncRun) -> None:
         create_markdown_artifact(summary_markdown(run, get_settings().run_page_url(run.sync_id)),
                                  key=artifact_key(run.vendor_id, "summary"), description=described)
     except Exception as error:  # noqa: BLE001 - the books are what matters; the artifacts only tell of them
-        log.warning("sync %s of vendor %s: its Prefect artifacts could not be written: %s", run.sync_id,
-                    run.vendor_id, error)
+        _logger().warning("sync %s of vendor %s: its Prefect artifacts could not be written: %s", run.sync_id,
+                          run.vendor_id, error)
 
 
 class ProgressArtifact:
@@ -112,5 +112,15 @@ class ProgressArtifact:
     def _give_up(self, error: Exception) -> None:
         self._artifact = None
         progress.remove_listener(self)
-        log.warning("sync %s of vendor %s: its Prefect progress artifact could not be written: %s", self.sync_id,
-                    self.vendor_id, error)
+        _logger().warning("sync %s of vendor %s: its Prefect progress artifact could not be written: %s",
+                          self.sync_id, self.vendor_id, error)
+
+
+def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
+    """The flow run's logger (its lines show in the Prefect UI), else this module's."""
+    from prefect import get_run_logger
+
+    try:
+        return get_run_logger()
+    except Exception:  # noqa: BLE001 - outside a run (a listener thread): the process's log
+        return log

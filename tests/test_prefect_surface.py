@@ -110,3 +110,17 @@ def test_a_cancelled_sync_ends_cancelled_in_prefect_and_a_retry_after_its_resume
     assert "nothing to retry" in again.message
     after = store.runs.get(run.sync_id)
     assert (after.state, after.attempts, after.flow_run_id) == ("completed", resumed.attempts, resumed.flow_run_id)
+
+
+def test_a_sync_completes_when_its_artifacts_cannot_be_written(db, sync, monkeypatch):
+    import prefect.artifacts
+
+    def refused(*args, **kwargs):
+        raise RuntimeError("Prefect refused the artifact")
+
+    for name in ("create_table_artifact", "create_markdown_artifact", "create_progress_artifact"):
+        monkeypatch.setattr(prefect.artifacts, name, refused)
+    load(db, ["no-artifacts"], documents=20, broken=False)
+    summary = sync("no-artifacts")
+    assert summary["state"] == "completed" and summary["stats"]["total"]["scanned"] == 20
+    assert summary["verification"]["ok"] is True
