@@ -261,6 +261,10 @@ def sync_vendor_ledger(vendor_id: str, date_from: str | None = None, date_to: st
     limits it to those documents: the continuous sync's micro-batches. `prefect_slot=False` leaves out
     the vendor's Prefect concurrency slot (the run record's unique index still allows one sync per
     vendor): the nightly's in-process vendors, where taking it from many threads at once tripled their time.
+
+    Returns the run's summary, inside a state where Prefect must show more than Completed: Cancelled
+    for a cancelled sync, Completed "Skipped" for a Retry of a flow run whose sync has ended since. In
+    this process, `summary_of(sync_vendor_ledger(..., return_state=True))` reads it either way.
     """
     logger = get_run_logger()
     settings = get_settings()
