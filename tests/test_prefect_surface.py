@@ -1,6 +1,6 @@
 """What an operator sees of a sync in the Prefect UI: its artifacts (statistics, summary, progress) under
-keys of its vendor, a cancelled sync's flow run Cancelled, and a Retry of an already resumed run refused
-without failing."""
+keys of its vendor, a cancelled sync's flow run Cancelled (the process stopped by Prefect only when the flow
+does not stop by itself), and a Retry of an already resumed run refused without failing."""
 
 from __future__ import annotations
 
@@ -124,3 +124,35 @@ def test_a_sync_completes_when_its_artifacts_cannot_be_written(db, sync, monkeyp
     summary = sync("no-artifacts")
     assert summary["state"] == "completed" and summary["stats"]["total"]["scanned"] == 20
     assert summary["verification"]["ok"] is True
+
+
+def test_a_running_flow_that_does_not_stop_by_itself_is_set_cancelling_after_the_grace(prefect_server):
+    """The API's cancel leaves a running flow run to stop at its next batch; one that has not within the
+    grace period (its process stuck) is set Cancelling, for its runner to stop it."""
+    from prefect import flow
+    from prefect.client.schemas.objects import StateType
+    from prefect.settings import PREFECT_API_URL
+    from prefect.states import Running
+
+    from api.orchestrator import Orchestrator
+
+    @flow(name="stuck-sync")
+    def stuck() -> None:
+        pass
+
+    async def scenario():
+        orchestrator = Orchestrator(PREFECT_API_URL.value(), "sync-vendor-ledger/on-demand",
+                                    force_cancel_after_seconds=0.5)
+        await orchestrator.start()
+        try:
+            client = orchestrator.client
+            flow_run = await client.create_flow_run(stuck, state=Running())
+            assert await orchestrator.cancel(str(flow_run.id)) == "cancelling"
+            left_alone = (await client.read_flow_run(flow_run.id)).state.type  # its flag is to stop it first
+            await asyncio.sleep(1.5)
+            return left_alone, (await client.read_flow_run(flow_run.id)).state.type
+        finally:
+            await orchestrator.close()
+
+    left_alone, after_grace = asyncio.run(scenario())
+    assert (left_alone, after_grace) == (StateType.RUNNING, StateType.CANCELLING)
