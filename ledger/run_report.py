@@ -52,13 +52,13 @@ def _verification_lines(verification: dict[str, Any] | None) -> list[str]:
     if not verification:
         return ["Not verified: the sync ended before its last step."]
     balanced = "balanced" if verification.get("balanced") else "**not balanced**"
-    lines = ["| Check | Result | Ledger | Documents |", "|---|---|---|---|",
-             f"| Trial balance | {balanced} | debits {verification.get('totalDebit')} | "
-             f"credits {verification.get('totalCredit')} |"]
+    lines = [f"Trial balance {balanced}: debits {verification.get('totalDebit')}, credits "
+             f"{verification.get('totalCredit')}.", "",
+             "| Open balances | Ledger | Documents | Result |", "|---|---|---|---|"]
     for name in ("receivables", "payables"):
         check = verification.get(name) or {}
         agree = "agree" if check.get("ok") else "**differ**"
-        lines.append(f"| {name.capitalize()} | {agree} | {check.get('ledger')} | {check.get('documents')} |")
+        lines.append(f"| {name.capitalize()} | {check.get('ledger')} | {check.get('documents')} | {agree} |")
     if verification.get("unbalancedEntries"):
         lines.append(f"\n**{verification['unbalancedEntries']}** unbalanced entries.")
     return lines

@@ -64,9 +64,10 @@ def test_a_sync_leaves_its_statistics_summary_and_progress_as_artifacts_of_its_v
     text = markdown.data
     assert f"# Sync {sync_id} of {vendor}: completed" in text
     tb = summary["verification"]
-    assert f"| Trial balance | balanced | debits {tb['totalDebit']} | credits {tb['totalCredit']} |" in text
-    assert f"| Receivables | agree | {tb['receivables']['ledger']} |" in text
-    assert f"| Payables | agree | {tb['payables']['ledger']} |" in text
+    assert f"Trial balance balanced: debits {tb['totalDebit']}, credits {tb['totalCredit']}." in text
+    receivables, payables = tb["receivables"], tb["payables"]
+    assert f"| Receivables | {receivables['ledger']} | {receivables['documents']} | agree |" in text
+    assert f"| Payables | {payables['ledger']} | {payables['documents']} | agree |" in text
     assert "**4** document(s) rejected" in text and f"`ledger-sync errors {sync_id}`" in text
     assert f"(https://books.example.com/?run={sync_id})" in text
     assert bar.data == 100.0
