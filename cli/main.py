@@ -254,17 +254,21 @@ class _ProgressBar:
     def __init__(self):
         from rich.console import Console
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.table import Column
 
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>5.1f}%"),
+        # The step's message gives way on a narrow terminal; the percentage and the rejections never do.
+        self.progress = Progress(TextColumn("{task.description}", table_column=Column(max_width=40, no_wrap=True)),
+                                 BarColumn(), TextColumn("{task.percentage:>5.1f}%", table_column=Column(min_width=6)),
+                                 TextColumn("{task.fields[rejected]}", table_column=Column(no_wrap=True)),
                                  TimeElapsedColumn(), console=Console(stderr=True))
-        self.task = self.progress.add_task("Starting", total=100)
+        self.task = self.progress.add_task("Starting", total=100, rejected="")
         self._consoles: list[tuple[Any, Any]] = []  # (Prefect console handler, the console it had)
 
     def __call__(self, event: str, payload: dict) -> None:
         if "percent" in payload:
             rejected = (payload.get("stats") or {}).get("errors", 0)
-            message = payload.get("message", "") + (f" · {rejected:,} rejected" if rejected else "")
-            self.progress.update(self.task, completed=payload["percent"], description=message)
+            self.progress.update(self.task, completed=payload["percent"], description=payload.get("message", ""),
+                                 rejected=f"{rejected:,} rejected" if rejected else "")
 
     def __enter__(self):
         import logging
