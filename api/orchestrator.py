@@ -6,6 +6,7 @@ One `PrefectClient` per API process, bound to the URL in the API's settings
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -21,10 +22,12 @@ class PrefectUnavailable(RuntimeError):
 
 
 class Orchestrator:
-    def __init__(self, api_url: str, deployment: str):
+    def __init__(self, api_url: str, deployment: str, force_cancel_after_seconds: float = 30.0):
         self.api_url = api_url
         self.deployment = deployment
+        self.force_cancel_after_seconds = force_cancel_after_seconds
         self._client: PrefectClient | None = None
+        self._forced: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         from prefect.client.orchestration import PrefectClient
@@ -35,6 +38,8 @@ class Orchestrator:
         await self._client.__aenter__()
 
     async def close(self) -> None:
+        for pending in list(self._forced):
+            pending.cancel()
         if self._client is not None:
             client, self._client = self._client, None
             await client.__aexit__(None, None, None)
@@ -66,13 +71,17 @@ class Orchestrator:
         return str(flow_run.id)
 
     async def cancel(self, flow_run_id: str) -> str:
-        """Stop a flow run. Returns "cancelled" when it had not started (it never will),
-        "cancelling" when its process is being stopped, "finished" when it had already ended."""
+        """Stop a flow run. Returns "cancelled" when it had not started (it never will), "cancelling" when
+        it runs, "finished" when it had already ended.
+
+        A running flow sees the run record's cancel flag at its next batch and ends Cancelled by itself,
+        its steps intact; only one that has not within `force_cancel_after_seconds` is set Cancelling, for
+        its runner to stop the process (which its task's log reads as "Crash detected!")."""
         from uuid import UUID
 
         from prefect.client.schemas.objects import StateType
         from prefect.client.schemas.responses import SetStateStatus
-        from prefect.states import Cancelled, Cancelling
+        from prefect.states import Cancelled
 
         flow_run = await self.client.read_flow_run(UUID(flow_run_id))
         state_type = flow_run.state.type if flow_run.state else None
@@ -83,7 +92,31 @@ class Orchestrator:
                 flow_run_id, Cancelled(message="Cancelled by the vendor before it started"))
             if result.status == SetStateStatus.ACCEPT:
                 return "cancelled"
-        result = await self.client.set_flow_run_state(flow_run_id, Cancelling(message="Cancelled by the vendor"))
+        if state_type in (StateType.PENDING, StateType.RUNNING):
+            forced = asyncio.create_task(self._force_cancel(flow_run_id), name=f"force-cancel-{flow_run_id}")
+            self._forced.add(forced)
+            forced.add_done_callback(self._forced.discard)
+            return "cancelling"
+        await self._set_cancelling(flow_run_id, "Cancelled by the vendor")
+        return "cancelling"
+
+    async def _force_cancel(self, flow_run_id: str) -> None:
+        from uuid import UUID
+
+        await asyncio.sleep(self.force_cancel_after_seconds)
+        try:
+            flow_run = await self.client.read_flow_run(UUID(flow_run_id))
+            if flow_run.state is None or not flow_run.state.is_final():
+                log.warning("flow run %s did not stop within %.0f s of its cancel: stopping its process",
+                            flow_run_id, self.force_cancel_after_seconds)
+                await self._set_cancelling(flow_run_id, "Cancelled by the vendor; the sync did not stop by itself")
+        except Exception as error:  # noqa: BLE001 - the run record's flag still stops it
+            log.warning("could not stop flow run %s: %s", flow_run_id, error)
+
+    async def _set_cancelling(self, flow_run_id: str, message: str) -> None:
+        from prefect.client.schemas.responses import SetStateStatus
+        from prefect.states import Cancelling
+
+        result = await self.client.set_flow_run_state(flow_run_id, Cancelling(message=message))
         if result.status != SetStateStatus.ACCEPT:
             log.warning("Prefect did not accept Cancelling for %s: %s", flow_run_id, result.details)
-        return "cancelling"

@@ -69,12 +69,12 @@ def main() -> None:
     parameters = json.loads(sys.argv[3]) if len(sys.argv) > 3 else {}
     # Count only the sync's own commands, not the one-off index set-up.
     from flows.database import get_store
-    from flows.sync_vendor import sync_vendor_ledger
+    from flows.sync_vendor import summary_of, sync_vendor_ledger
 
     get_store()
     counter.commands.clear()
     started = time.perf_counter()
-    summary = sync_vendor_ledger(vendor_id, full=full, **parameters)
+    summary = summary_of(sync_vendor_ledger(vendor_id, full=full, return_state=True, **parameters))
     wall = time.perf_counter() - started
     commands = dict(counter.commands)
     run = get_store().runs.get(summary["syncId"])  # where the time went, for reading the JSON (not counted)

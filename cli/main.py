@@ -219,12 +219,13 @@ def _sync(args) -> int:
                 if args.resume is None:
                     _settle_unstarted(sync_id, f"the sync could not start: {error}")
                 raise
-            from flows.sync_vendor import sync_vendor_ledger
+            from flows.sync_vendor import summary_of, sync_vendor_ledger
 
             with contextlib.redirect_stdout(sys.stderr), (bar or contextlib.nullcontext()):
                 # No Prefect slot: the run claimed above is the one-sync-per-vendor guarantee, and a slot a killed
                 # CLI sync left on the (long-lived) background server would hold up the next sync for 5 s.
-                summary = sync_vendor_ledger(args.vendor, sync_id=sync_id, prefect_slot=False)
+                summary = summary_of(sync_vendor_ledger(args.vendor, sync_id=sync_id, prefect_slot=False,
+                                                        return_state=True))
         except SyncAlreadyRunning as running:
             print(f"ledger-sync: a sync is already running for {args.vendor}: {running.sync_id}", file=sys.stderr)
             if args.json:
@@ -275,25 +276,44 @@ def _report(summary: dict, as_json: bool) -> None:
 
 
 class _ProgressBar:
-    """A rich progress bar fed by the flow's progress events."""
+    """A rich progress bar fed by the flow's progress events, counting the rejected documents. While it
+    shows, Prefect's console log lines (a rejection's warning) are printed above it, not through it."""
 
     def __init__(self):
         from rich.console import Console
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.table import Column
 
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>5.1f}%"),
+        # The step's message gives way on a narrow terminal; the percentage and the rejections never do.
+        self.progress = Progress(TextColumn("{task.description}", table_column=Column(max_width=40, no_wrap=True)),
+                                 BarColumn(), TextColumn("{task.percentage:>5.1f}%", table_column=Column(min_width=6)),
+                                 TextColumn("{task.fields[rejected]}", table_column=Column(no_wrap=True)),
                                  TimeElapsedColumn(), console=Console(stderr=True))
-        self.task = self.progress.add_task("Starting", total=100)
+        self.task = self.progress.add_task("Starting", total=100, rejected="")
+        self._consoles: list[tuple[Any, Any]] = []  # (Prefect console handler, the console it had)
 
     def __call__(self, event: str, payload: dict) -> None:
         if "percent" in payload:
-            self.progress.update(self.task, completed=payload["percent"], description=payload.get("message", ""))
+            rejected = (payload.get("stats") or {}).get("errors", 0)
+            self.progress.update(self.task, completed=payload["percent"], description=payload.get("message", ""),
+                                 rejected=f"{rejected:,} rejected" if rejected else "")
 
     def __enter__(self):
+        import logging
+
+        from prefect.logging.handlers import PrefectConsoleHandler
+
         self.progress.start()
+        loggers = [logging.getLogger(), *(logger for logger in logging.Logger.manager.loggerDict.values()
+                                          if isinstance(logger, logging.Logger))]
+        for handler in {h for logger in loggers for h in logger.handlers if isinstance(h, PrefectConsoleHandler)}:
+            self._consoles.append((handler, handler.console))
+            handler.console = self.progress.console
         return self
 
     def __exit__(self, *exc):
+        for handler, console in self._consoles:
+            handler.console = console
         self.progress.stop()
 
 

@@ -562,6 +562,7 @@ def start_stack(port: int = 4000, prefect_port: int = 4200, echo: Callable[[str]
                "LEDGER_DEV_ROUTES": "true" if dev else "false", "PYTHONUNBUFFERED": "1"}
         if not os.environ.get("LEDGER_JWT_SECRET"):
             env["LEDGER_JWT_SECRET"] = stack.jwt_secret
+        env.setdefault("LEDGER_PUBLIC_URL", f"http://127.0.0.1:{port}")  # the syncs' artifacts link to the web UI
         external_prefect = os.environ.get("PREFECT_API_URL")
         if external_prefect:
             stack.prefect_api_url = external_prefect.rstrip("/")

@@ -33,7 +33,7 @@ from flows.database import get_store
 from flows.deployments import FAN_OUT_FLOW_NAME, ON_DEMAND, flow_run_name, run_tags
 from flows.runs import open_run
 from flows.settings import get_settings
-from flows.sync_vendor import sync_vendor_ledger
+from flows.sync_vendor import summary_of, sync_vendor_ledger
 from ledger.clock import utc_now
 from ledger.selection import Selection, every_vendor, select
 from ledger.store import RunGuard, SyncAlreadyRunning
@@ -74,8 +74,8 @@ def _sync_here(vendor_id: str, full: bool) -> str:
         return SKIPPED
     with tags(*run_tags(vendor_id, run.sync_id)):
         try:
-            summary = sync_vendor_ledger.with_options(flow_run_name=flow_run_name(run.sync_id))(
-                vendor_id, sync_id=run.sync_id, prefect_slot=False)
+            summary = summary_of(sync_vendor_ledger.with_options(flow_run_name=flow_run_name(run.sync_id))(
+                vendor_id, sync_id=run.sync_id, prefect_slot=False, return_state=True))
         except Exception as error:  # noqa: BLE001 - its run record says why; the other vendors go on
             get_run_logger().error("vendor=%s sync=%s failed: %s", vendor_id, run.sync_id, error)
             _close_unclaimed(run.sync_id, f"the sync could not start: {error}")

@@ -23,6 +23,10 @@ from flows.deployments import DEPLOYMENT_NAME, PRODUCT_TAG, SCHEDULED
 
 # Read by Prefect when it is imported: pick a new run up within about a second.
 os.environ.setdefault("PREFECT_RUNNER_POLL_FREQUENCY", "1")
+# The flow runs' own log lines at INFO (each step's summary), in the Prefect UI and this process's log,
+# even when Prefect's other logging is kept to warnings (`ledger-sync up` does).
+for _runs in ("FLOW_RUNS", "TASK_RUNS"):
+    os.environ.setdefault(f"PREFECT_LOGGING_LOGGERS_PREFECT_{_runs}_LEVEL", "INFO")
 
 
 def build_deployment():

@@ -7,6 +7,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -56,6 +57,9 @@ class Settings(BaseSettings):
     ledger_own_flow_run_above_documents: int = 2000
     # The CLI's background Prefect server (cli/prefect_background.py) stops after this long unused.
     ledger_prefect_idle_stop_seconds: float = 900
+    # Where people open the web UI (`ledger-sync up` serves it on port 4000): the Prefect artifacts of a
+    # sync link to its page there.
+    ledger_public_url: str = "http://127.0.0.1:4000"
 
     @property
     def collections(self) -> CollectionNames:
@@ -64,6 +68,10 @@ class Settings(BaseSettings):
                    for kind in kinds()}
         return CollectionNames(sources=sources, vendors=self.ledger_vendors_collection,
                                ledger_prefix=self.ledger_collection_prefix)
+
+    def run_page_url(self, sync_id: str) -> str:
+        """The web UI's page of one sync."""
+        return f"{self.ledger_public_url.rstrip('/')}/?run={quote(sync_id, safe='')}"
 
     @property
     def embedded_state_file(self) -> Path:

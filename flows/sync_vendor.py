@@ -10,18 +10,20 @@ entry ids make any overlap a no-op.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.context import get_run_context
+from prefect.states import Cancelled, Completed, State
 from pymongo.errors import ConnectionFailure, CursorNotFound, ExecutionTimeout, PyMongoError
 
-from flows import progress
+from flows import artifacts, progress
 from flows.concurrency import vendor_slot
 from flows.context import SyncCancelled, SyncContext
 from flows.database import get_store
@@ -258,7 +260,8 @@ def _open_documents(context: SyncContext, run: SyncRun, before: Balances) -> tup
 @flow(name=FLOW_NAME, log_prints=False)
 def sync_vendor_ledger(vendor_id: str, date_from: str | None = None, date_to: str | None = None,
                        types: list[str] | None = None, full: bool = False, sync_id: str | None = None,
-                       documents: dict[str, list[str]] | None = None, prefect_slot: bool = True) -> dict[str, Any]:
+                       documents: dict[str, list[str]] | None = None,
+                       prefect_slot: bool = True) -> dict[str, Any] | State:
     """Post one vendor's invoices, payments and expenses into its ledger.
 
     Without `sync_id` a new run is opened (refused if the vendor has one
@@ -267,6 +270,10 @@ def sync_vendor_ledger(vendor_id: str, date_from: str | None = None, date_to: st
     limits it to those documents: the continuous sync's micro-batches. `prefect_slot=False` leaves out
     the vendor's Prefect concurrency slot (the run record's unique index still allows one sync per
     vendor): the nightly's in-process vendors, where taking it from many threads at once tripled their time.
+
+    Returns the run's summary, inside a state where Prefect must show more than Completed: Cancelled
+    for a cancelled sync, Completed "Skipped" for a Retry of a flow run whose sync has ended since. In
+    this process, `summary_of(sync_vendor_ledger(..., return_state=True))` reads it either way.
     """
     logger = get_run_logger()
     settings = get_settings()
@@ -285,6 +292,12 @@ def sync_vendor_ledger(vendor_id: str, date_from: str | None = None, date_to: st
         if not found.active:
             if found.flow_run_id and found.flow_run_id == _flow_run_id():
                 return summary_view(found)  # this very flow run was already settled (cancelled before it started)
+            if not found.resumable:  # Retry pressed in the Prefect UI on a flow run whose sync was resumed since
+                refused = (f"sync {sync_id} of vendor {vendor_id} is {found.state} (its last attempt ran in flow run "
+                           f"{found.flow_run_id}): nothing to retry; only a failed, crashed or cancelled sync is "
+                           "resumed")
+                logger.warning(refused)
+                return Completed(name="Skipped", message=refused, data=summary_view(found))
             found = reopen_for_resume(store, sync_id, vendor_id)
         run = found
     owner = uuid.uuid4().hex
@@ -300,7 +313,10 @@ def sync_vendor_ledger(vendor_id: str, date_from: str | None = None, date_to: st
                           base_currency=store.vendors.base_currency(vendor_id, settings.ledger_base_currency),
                           closed_through=store.vendors.closed_through(vendor_id))
     heartbeat = Heartbeat(store, context.guard, every_seconds=max(1.0, settings.ledger_stale_after_seconds / 4))
-    with vendor_slot(vendor_id, enabled=prefect_slot and settings.ledger_vendor_concurrency_limit), heartbeat:
+    # A micro-batch of the continuous sync is over in moments: no progress bar to follow.
+    shown = contextlib.nullcontext() if context.parameters.documents else \
+        artifacts.ProgressArtifact(context.sync_id, vendor_id)
+    with vendor_slot(vendor_id, enabled=prefect_slot and settings.ledger_vendor_concurrency_limit), heartbeat, shown:
         try:
             store.runs.update(context.guard, {field("state"): RunState.RUNNING, field("heartbeat_at"): utc_now()})
             logger.info("sync started vendor=%s sync=%s parameters=%s", vendor_id, context.sync_id,
@@ -310,10 +326,13 @@ def sync_vendor_ledger(vendor_id: str, date_from: str | None = None, date_to: st
                 sync_documents(context, kind.step)
             complete(context)
         except SyncCancelled:
-            summary = summary_view(_close(context, RunState.CANCELLED, None))
+            cancelled = _close(context, RunState.CANCELLED, None)
+            artifacts.publish_report(cancelled)
+            summary = summary_view(cancelled)
             logger.warning("sync cancelled vendor=%s sync=%s", vendor_id, context.sync_id)
             progress.publish(progress.COMPLETED, summary)
-            return summary
+            # The flow run ends Cancelled in Prefect as the sync did (`summary_of` hands back the summary).
+            return Cancelled(message=f"Sync {context.sync_id} was cancelled by the vendor", data=summary)
         except Fenced as fenced:
             logger.error("sync %s of vendor %s stopped: %s", context.sync_id, vendor_id, fenced)
             raise
@@ -324,15 +343,23 @@ def sync_vendor_ledger(vendor_id: str, date_from: str | None = None, date_to: st
             progress.publish(progress.FAILED, {"syncId": context.sync_id, "vendorId": vendor_id, "error": message,
                                                "state": RunState.FAILED.value})
             try:
-                _close(context, RunState.FAILED, message)
+                artifacts.publish_report(_close(context, RunState.FAILED, message))
             except PyMongoError:
                 logger.error("sync %s could not be marked failed; the stale-run detector will mark it crashed",
                              context.sync_id)
             raise
-        summary = summary_view(_close(context, RunState.COMPLETED, None))
+        completed = _close(context, RunState.COMPLETED, None)
+        artifacts.publish_report(completed)
+        summary = summary_view(completed)
     logger.info("sync completed vendor=%s sync=%s stats=%s", vendor_id, context.sync_id, summary["stats"]["total"])
     progress.publish(progress.COMPLETED, summary)
     return summary
+
+
+def summary_of(state: State) -> dict[str, Any]:
+    """The summary of a sync run in this process (`sync_vendor_ledger(..., return_state=True)`), a cancelled
+    one's too; a failed one raises its error."""
+    return cast(dict[str, Any], state.result(raise_on_failure=not state.is_cancelled()))
 
 
 def _close(context: SyncContext, state: RunState, error: str | None) -> SyncRun:

@@ -30,7 +30,7 @@ from prefect import flow, get_run_logger
 from pymongo.errors import OperationFailure, PyMongoError
 
 from flows.database import get_store
-from flows.sync_vendor import sync_vendor_ledger
+from flows.sync_vendor import summary_of, sync_vendor_ledger
 from ledger.clock import utc_now
 from ledger.ids import id_key
 from ledger.store import Store, SyncAlreadyRunning
@@ -205,10 +205,10 @@ def _post(pending: Pending, backoff: _Backoff, logger: Any) -> int:
         documents = {step: sorted(keys) for step, keys in pending[vendor].items() if step != CATCH_UP}
         try:
             if CATCH_UP in pending[vendor]:  # after a fallback: every change since its last sync
-                sync_vendor_ledger(vendor)
+                summary_of(sync_vendor_ledger(vendor, return_state=True))
                 del pending[vendor][CATCH_UP]
             if documents:
-                sync_vendor_ledger(vendor, documents=documents)
+                summary_of(sync_vendor_ledger(vendor, documents=documents, return_state=True))
         except SyncAlreadyRunning as running:
             logger.info("watcher: vendor %s has a sync running (%s); its changes wait for the next window", vendor,
                         running.sync_id)

@@ -84,10 +84,10 @@ def store(db):
 @pytest.fixture
 def sync(prefect_server, db):
     """Run the real Prefect flow for a vendor; returns its summary (stats, state, verification)."""
-    from flows.sync_vendor import sync_vendor_ledger
+    from flows.sync_vendor import summary_of, sync_vendor_ledger
 
     def run(vendor_id: str = "v1", **parameters):
-        return sync_vendor_ledger(vendor_id, **parameters)
+        return summary_of(sync_vendor_ledger(vendor_id, return_state=True, **parameters))
 
     return run
 

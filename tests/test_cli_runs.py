@@ -7,14 +7,16 @@ import asyncio
 import json
 import re
 import subprocess
+import sys
 
+from cli.demo_data import load
+from flows.artifacts import artifact_key
 from flows.deployments import PRODUCT_TAG, SYNC_TAG, VENDOR_TAG
 
 
 def test_cli_follows_syncs_and_names_them_in_prefect(tmp_path, db, prefect_server, capsys, monkeypatch):
     from prefect.settings import PREFECT_API_URL
 
-    from cli.demo_data import load
     from cli.main import main
 
     load(db, ["cli-runs"], documents=40)
@@ -28,10 +30,18 @@ def test_cli_follows_syncs_and_names_them_in_prefect(tmp_path, db, prefect_serve
         out, err = capsys.readouterr()
         return subprocess.CompletedProcess(args, code, out, err)
 
-    synced = ledger_sync("sync", "--vendor", "cli-runs")
+    with monkeypatch.context() as terminal:  # stderr a terminal: the progress bar shows
+        terminal.setattr(sys.stderr, "isatty", lambda: True)
+        synced = ledger_sync("sync", "--vendor", "cli-runs")
     assert synced.returncode == 0, synced.stderr
-    sync_id = re.search(r"^(sync_cli-runs_\d+): completed$", synced.stderr, re.MULTILINE).group(1)
-    assert f"rejected: see `ledger-sync errors {sync_id}`" in synced.stderr
+    shown = [line.strip() for line in re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", synced.stderr).replace("\r", "\n")
+             .splitlines() if line.strip()]
+    sync_id = re.search(r"^(sync_cli-runs_\d+): completed$", "\n".join(shown), re.MULTILINE).group(1)
+    # each rejection's warning is a line of its own above the bar, which counts them
+    warnings = [line for line in shown if "rejected vendor=cli-runs" in line]
+    assert len(warnings) == 4 and not any("%" in line or "━" in line for line in warnings), shown
+    assert any("4 rejected" in line and "%" in line for line in shown), shown
+    assert f"4 document(s) rejected: see `ledger-sync errors {sync_id}`" in shown
 
     history = ledger_sync("runs", "--vendor", "cli-runs", "--json")
     assert history.returncode == 0, history.stderr
@@ -62,3 +72,30 @@ def test_cli_follows_syncs_and_names_them_in_prefect(tmp_path, db, prefect_serve
     [flow_run] = asyncio.run(flow_runs())
     assert flow_run.name == sync_id  # as `flows.deployments.flow_run_name` names the API's runs
     assert {PRODUCT_TAG, f"{VENDOR_TAG}cli-runs", f"{SYNC_TAG}{sync_id}"} <= set(flow_run.tags)
+
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    async def artifacts():
+        async with get_client() as client:
+            return await client.read_artifacts(artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run.id])))
+
+    # its artifacts, under the vendor's keys, as an API sync's
+    assert {a.key for a in asyncio.run(artifacts())} == {artifact_key("cli-runs", what)
+                                                          for what in ("statistics", "summary", "progress")}
+
+
+def test_a_sync_with_mongodb_uri_runs_from_an_empty_directory(tmp_path, db):
+    """No `ledger-sync up`, no PREFECT_API_URL: the CLI's background Prefect server keeps its SQLite file
+    under `.ledger-sync/`, which the command creates (the configured database needs nothing there)."""
+    import os
+
+    load(db, ["fresh"], documents=20, broken=False)
+    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "PREFECT_HOME", "LEDGER_HOME")}
+    env["LEDGER_PREFECT_IDLE_STOP_SECONDS"] = "2"  # the background server is gone soon after the test
+    synced = subprocess.run([sys.executable, "-m", "cli.main", "sync", "--vendor", "fresh", "--json"], env=env,
+                            cwd=tmp_path, capture_output=True, text=True, timeout=240)
+    assert synced.returncode == 0, synced.stderr
+    summary = json.loads(synced.stdout)
+    assert summary["state"] == "completed" and summary["stats"]["total"]["scanned"] == 20, summary
+    assert (tmp_path / ".ledger-sync" / "prefect-cli").is_dir()

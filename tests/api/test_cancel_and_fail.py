@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 from bson.decimal128 import Decimal128
@@ -9,9 +10,10 @@ from bson.decimal128 import Decimal128
 from tests.api.conftest import bearer, load_demo
 
 
-async def test_cancel_a_running_sync(api, http, mongo, listeners, new_vendor):
+async def test_cancel_a_running_sync(api, http, mongo, listeners, new_vendor, deployment_server):
     vendor = new_vendor("cancel")
     load_demo(mongo, vendor, 2000)
+    logged_before = len(deployment_server.log_path.read_text())
     room = await listeners(api.url, vendor)
     sync_id = (await http.post("/api/ledger/sync-data", headers=bearer(vendor))).json()["syncId"]
     await room.wait_for(lambda e: e[1].get("syncId") == sync_id and e[1].get("step") == "sales_invoices"
@@ -24,6 +26,14 @@ async def test_cancel_a_running_sync(api, http, mongo, listeners, new_vendor):
     status = (await http.get(f"/api/ledger/sync-status/{sync_id}", headers=bearer(vendor))).json()
     assert status["state"] == "cancelled" and status["resumable"] is True
     assert len([e for e in room.of(sync_id) if e[0] != "sync_progress"]) == 1
+    # the operator's Prefect UI says Cancelled too: the flow stopped by itself, no task "Crash detected!"
+    flow_run = await _settled_flow_run(api, mongo.ledger_sync_runs.find_one({"_id": sync_id})["flowRunId"])
+    assert flow_run.state.type.value == "CANCELLED", flow_run.state
+    logged = deployment_server.log_path.read_text()[logged_before:]
+    assert "Crash detected!" not in logged and "Crashed(" not in logged, logged[-3000:]
+    # each step's summary is logged at INFO, though the stack keeps Prefect's own logging to warnings
+    assert re.search(rf"\| INFO +\| Task run 'check_existing[^']*' - check_existing vendor={vendor} "
+                     rf"sync={sync_id}: .* entries already posted", logged), logged[-3000:]
     # cancelling again is a clear 409
     again = await http.post(f"/api/ledger/sync-runs/{sync_id}/cancel", headers=bearer(vendor))
     assert again.status_code == 409 and again.json()["state"] == "cancelled"
@@ -39,6 +49,19 @@ async def test_cancel_a_running_sync(api, http, mongo, listeners, new_vendor):
     assert status["stats"]["total"]["synced"] + status["stats"]["total"]["reversed"] == posted
     tb = (await http.get("/api/ledger/trial-balance", headers=bearer(vendor))).json()
     assert tb["totalDebit"] == tb["totalCredit"]
+
+
+async def _settled_flow_run(api, flow_run_id: str, timeout: float = 30):
+    """The flow run once Prefect has it in a final state."""
+    import asyncio
+
+    client = api.app.fastapi_app.state.orchestrator.client
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        flow_run = await client.read_flow_run(flow_run_id)
+        if flow_run.state.is_final() or asyncio.get_running_loop().time() > deadline:
+            return flow_run
+        await asyncio.sleep(0.5)
 
 
 async def test_cancel_before_the_flow_starts(api, http, mongo, listeners, new_vendor):
