@@ -157,6 +157,8 @@ class RejectedDocument(BaseModel):
     sourceId: str
     sourceKey: str = Field(description="The document's _id exactly, whatever its BSON type")
     number: str | None = None
+    date: str | None = Field(None, description="The document's date as it states it (YYYY-MM-DD when it reads)")
+    amount: str | None = Field(None, description="The document's total (amount) as it states it")
     field: str | None = None
     reason: str
     recordedAt: str | None = None

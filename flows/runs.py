@@ -138,7 +138,8 @@ def run_view(run: SyncRun, now: datetime | None = None) -> dict[str, Any]:
 def rejection_view(record: dict[str, Any]) -> dict[str, Any]:
     """The public shape of a rejected document (the API's run errors, `ledger-sync errors`)."""
     return {"sourceType": record.get("sourceType"), "sourceId": display_id(record.get("sourceId")),
-            "sourceKey": id_key(record.get("sourceId")), "number": record.get("number"), "field": record.get("field"),
+            "sourceKey": id_key(record.get("sourceId")), "number": record.get("number"), "date": record.get("date"),
+            "amount": record.get("amount"), "field": record.get("field"),
             "reason": record.get("reason") or "", "recordedAt": iso(record.get("recordedAt"))}
 
 
