@@ -138,6 +138,8 @@ class RunView(BaseModel):
     flowRunId: str | None = None
     resumable: bool
     attempts: int = 1
+    ledgerEntries: int | None = Field(None, description="Entries in the vendor's ledger when this sync completed "
+                                                        "(null until it has)")
 
 
 class RunList(BaseModel):

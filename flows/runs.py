@@ -132,6 +132,7 @@ def run_view(run: SyncRun, now: datetime | None = None) -> dict[str, Any]:
         "documentsPerSecond": round(stats.total.scanned * 1000 / duration_ms, 1) if duration_ms else None,
         "startedAt": iso(run.started_at), "endedAt": iso(run.ended_at), "flowRunId": run.flow_run_id,
         "resumable": run.resumable, "attempts": run.attempts,
+        "ledgerEntries": run.ledger.get("entries") if run.ledger else None,
     }
 
 
