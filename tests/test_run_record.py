@@ -48,3 +48,34 @@ def test_a_rejected_document_keeps_its_date_and_amount_as_stated():
                                "date": "not a date", "amount": "12"}, "INR")
     assert isinstance(unreadable, Rejection) and unreadable.field == "date"
     assert (unreadable.date, unreadable.amount) == ("not a date", "12.00")
+
+
+def test_a_date_selection_counts_only_its_documents_for_progress(db, store):
+    """String dates are read a day wider on each side (offsets); the progress total counts only the
+    documents the step keeps, as its `processed` does."""
+    from ledger.kinds import by_type
+    from ledger.store.sources import SourceQuery
+
+    db.salesinvoices.insert_many([
+        {"_id": "in-dt", "vendorId": "v1", "invoiceDate": datetime(2026, 3, 10, tzinfo=UTC)},
+        {"_id": "in-text", "vendorId": "v1", "invoiceDate": "2026-03-31"},
+        {"_id": "day-before", "vendorId": "v1", "invoiceDate": "2026-02-28"},  # in the wider text read only
+        {"_id": "day-after", "vendorId": "v1", "invoiceDate": "2026-04-01"},
+        {"_id": "out-dt", "vendorId": "v1", "invoiceDate": datetime(2026, 4, 1, tzinfo=UTC)},
+    ])
+    query = SourceQuery(vendor_id="v1", kind=by_type("sales_invoice"), date_from=datetime(2026, 3, 1, tzinfo=UTC),
+                        date_until=datetime(2026, 4, 1, tzinfo=UTC))
+    assert store.sources.count(query) == 2
+    read = [document["_id"] for _, batch in store.sources.batches(query) for document in batch]
+    assert sorted(read) == ["day-after", "day-before", "in-dt", "in-text"]  # the step drops the two outside
+
+
+def test_a_selective_sync_reports_its_selection_as_the_step_total(db, sync):
+    from tests.factories import insert, sales
+
+    insert(db, "salesinvoices", sales("IN1", invoiceDate="2026-03-05"), sales("IN2", invoiceDate="2026-03-31"),
+           sales("EDGE", invoiceDate="2026-02-28"), sales("LATER", invoiceDate="2026-04-01"),
+           sales("OUT", invoiceDate=datetime(2026, 6, 1, tzinfo=UTC)))
+    summary = sync("v1", date_from="2026-03-01", date_to="2026-03-31", types=["sales_invoices"])
+    step = db.ledger_sync_runs.find_one({"_id": summary["syncId"]})["steps"]["sales_invoices"]
+    assert (step["processed"], step["total"], summary["stats"]["total"]["scanned"]) == (2, 2, 2)
