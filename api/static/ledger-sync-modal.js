@@ -105,6 +105,15 @@ function apiMessage(res, fallback) {
   return `${fallback} (HTTP ${res.status}).`;
 }
 
+/** The token's vendorId claim, only to notice a change of vendor (the server verifies tokens). */
+function vendorOf(jwt) {
+  try {
+    return JSON.parse(atob(String(jwt).split('.')[1].replace(/-/g, '+').replace(/_/g, '/'))).vendorId || '';
+  } catch {
+    return '';
+  }
+}
+
 // The socket.io browser client is served by the API; load it once per page, whatever the number of dialogs.
 let ioLoading = null;
 function loadSocketIo(apiBase) {
@@ -610,7 +619,13 @@ export class LedgerSyncModal extends HTMLElement {
     if (oldValue === newValue || !this.isConnected) return;
     if (name === 'open') {
       this.#syncOpenState();
-    } else if (this.#socket || this.#shown) {
+    } else {
+      // Another vendor's token: the run followed so far is not theirs to see.
+      if (name === 'token' && vendorOf(oldValue) !== vendorOf(newValue) && this.#run) {
+        this.#resetToIdle();
+        this.#render();
+      }
+      if (!(this.#socket || this.#shown)) return;
       // New token or API origin: reconnect so the server sees the new credentials.
       this.#teardownSocket();
       this.#ensureSocket();
