@@ -88,6 +88,9 @@ function useToken(value, vendorLabel) {
   refresh();
   loadLive();
   modal.watch(); // a sync already running (the page was reloaded, or it was started elsewhere)
+  // `/?run=SYNC_ID` (a link from elsewhere, e.g. Prefect's summary of a sync) opens that run.
+  const linked = new URL(window.location.href).searchParams.get('run');
+  if (linked) openRun(linked);
 }
 
 async function useVendor(vendor) {
@@ -203,7 +206,7 @@ function plural(n, one, many) { return `${nf.format(n)} ${n === 1 ? one : many}`
 function renderEntriesTile(runs) {
   const tile = $('tile-synced');
   const sealed = runs.find((run) => run.state === 'completed' && run.ledgerEntries != null);
-  if (!sealed) { tile.textContent = runs.length ? nf.format(statsOf(runs[0]).synced) : '—'; return; }
+  if (!sealed) { tile.textContent = '—'; tile.title = 'Shown once a sync has completed'; return; }
   const t = (sealed.stats && sealed.stats.total) || {};
   const posted = Number(t.synced) || 0;
   const reversed = Number(t.reversed) || 0;

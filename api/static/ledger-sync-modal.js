@@ -369,6 +369,7 @@ input[type="date"]:hover { border-color: rgba(255, 255, 255, .32); }
 .error-item + .error-item { border-top: 1px solid rgba(251, 113, 133, .18); }
 .error-doc { font-weight: 600; overflow-wrap: anywhere; }
 .error-type { font-size: 12px; color: var(--ink-2); align-self: center; }
+.error-meta { grid-column: 1 / -1; font-size: 12px; color: var(--ink-2); overflow-wrap: anywhere; font-variant-numeric: tabular-nums; }
 .error-reason { grid-column: 1 / -1; font-size: 13.5px; color: #ffe4e6; }
 .error-reason code { font: 12.5px ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; padding: 1px 6px; border-radius: 6px; background: rgba(255, 255, 255, .1); color: #fff; margin-right: 6px; }
 .more { padding: 8px 14px; font-size: 13px; color: var(--ink-2); }
@@ -1349,6 +1350,12 @@ export class LedgerSyncModal extends HTMLElement {
       const type = document.createElement('span');
       type.className = 'error-type';
       type.textContent = SOURCE_LABELS[d.sourceType] || d.sourceType || '';
+      // Numbers repeat (two INV-90001): the date, amount and id tell the documents apart.
+      const meta = document.createElement('span');
+      meta.className = 'error-meta';
+      meta.dataset.testid = 'error-meta';
+      meta.textContent = [d.date ? fmtDay(d.date) : '', d.amount != null ? fmtDecimal(d.amount) : '',
+        d.sourceId ? `ID ${d.sourceId}` : ''].filter(Boolean).join(' · ');
       const reason = document.createElement('span');
       reason.className = 'error-reason';
       if (d.field) {
@@ -1361,7 +1368,7 @@ export class LedgerSyncModal extends HTMLElement {
       text.dataset.testid = 'error-reason';
       text.textContent = d.reason || 'Invalid document';
       reason.append(text);
-      li.append(doc, type, reason);
+      li.append(doc, type, meta, reason);
       return li;
     });
     if (docs.length > MAX_LISTED_ERRORS) {

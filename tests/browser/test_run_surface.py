@@ -88,7 +88,7 @@ async def assert_fits(page: Page, where: str) -> None:
 
 async def test_running_button_reopen_and_toast_after_closing_mid_sync(api, http, mongo, new_vendor, open_dashboard):
     vendor = new_vendor("toast")
-    load_demo(mongo, vendor, 3000)  # a sync that lasts long enough to close, reload and reopen it
+    load_demo(mongo, vendor, 4000)  # a sync that lasts long enough to reload, close and reopen it
     page = await open_dashboard(vendor, viewport=LAPTOP)
     button = tid(page, "sync-data-button")
     await expect(button).to_have_attribute("data-state", "idle")
@@ -97,6 +97,12 @@ async def test_running_button_reopen_and_toast_after_closing_mid_sync(api, http,
     await tid(page, "start-button").click()
     sync_id = await (await page.wait_for_function("document.querySelector('ledger-sync-modal').syncId")).json_value()
     await expect(tid(page, "step-sales_invoices")).to_have_attribute("data-state", "running", timeout=30_000)
+    # A page opened mid-sync (a reload) shows the running state too, at phone width.
+    other = await open_dashboard(vendor, viewport=PHONE)
+    await expect(tid(other, "sync-data-button")).to_have_attribute("data-state", "running")
+    assert await other.evaluate("document.querySelector('ledger-sync-modal').syncId") == sync_id
+    await screenshot(other, "button-running-390")
+
     await tid(page, "close-button").click()
     await expect(tid(page, "sync-dialog")).to_be_hidden()
 
@@ -114,12 +120,6 @@ async def test_running_button_reopen_and_toast_after_closing_mid_sync(api, http,
     await expect(tid(page, "options")).to_be_hidden()
     assert await page.evaluate("document.querySelector('ledger-sync-modal').syncId") == sync_id
     await tid(page, "close-button").click()
-
-    # A page opened mid-sync (a reload) shows the running state too, at phone width.
-    other = await open_dashboard(vendor, viewport=PHONE)
-    await expect(tid(other, "sync-data-button")).to_have_attribute("data-state", "running")
-    assert await other.evaluate("document.querySelector('ledger-sync-modal').syncId") == sync_id
-    await screenshot(other, "button-running-390")
 
     # The end is told by a toast while the dialog is closed: the demo set's four broken documents.
     for shown in (page, other):
@@ -246,4 +246,10 @@ async def test_history_row_opens_the_run_with_its_rejections_and_csv(api, http, 
     await page.set_viewport_size(LAPTOP)
     await assert_fits(page, "options at 1366 px")
     await screenshot(page, "options-1366")
+
+    # A link to the run (`/?run=ID`, as Prefect's summary of a sync gives it) opens its details.
+    await page.goto(f"{api.url}/?run={again['syncId']}")
+    await expect(tid(page, "run-details")).to_be_visible()
+    await expect(tid(page, "run-fact-state")).to_have_text("completed")
+    await expect(tid(page, "run-rejection")).to_have_count(5)  # read again, still rejected
     assert not page.js_errors, page.js_errors
