@@ -21,7 +21,7 @@
  *
  * Live progress comes from Socket.IO; when the socket cannot connect or drops, the
  * dialog polls GET /api/ledger/sync-status/{syncId} every second until it is back.
- * fmtDuration and fmtDecimal are exported for the demo dashboard (app.js).
+ * fmtDuration, fmtDecimal and fmtAmount are exported for the demo dashboard (app.js, run-details.js).
  * Embedding guide: docs/embedding.md.
  */
 
@@ -70,6 +70,11 @@ export function fmtDecimal(value) {
   let grouped = int;
   try { grouped = BigInt(int || '0').toLocaleString(); } catch { /* not an integer: show as sent */ }
   return `${negative ? '−' : ''}${grouped}.${frac.padEnd(2, '0')}`;
+}
+
+/** An amount as a document states it: grouped when it is a number, as written when it is not. */
+export function fmtAmount(value) {
+  return /^-?\d+(\.\d+)?$/.test(String(value).trim()) ? fmtDecimal(value) : String(value);
 }
 
 function fmtDay(iso) {
@@ -1354,7 +1359,7 @@ export class LedgerSyncModal extends HTMLElement {
       const meta = document.createElement('span');
       meta.className = 'error-meta';
       meta.dataset.testid = 'error-meta';
-      meta.textContent = [d.date ? fmtDay(d.date) : '', d.amount != null ? fmtDecimal(d.amount) : '',
+      meta.textContent = [d.date ? fmtDay(d.date) : '', d.amount != null ? fmtAmount(d.amount) : '',
         d.sourceId ? `ID ${d.sourceId}` : ''].filter(Boolean).join(' · ');
       const reason = document.createElement('span');
       reason.className = 'error-reason';

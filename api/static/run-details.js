@@ -1,7 +1,7 @@
 // One sync run in full: what was asked, how long each step took, what it posted, whether the books
 // verified, and the documents it rejected (with a CSV of them). Opened from a history row or a toast.
 import { KINDS, STEPS } from './ledger-kinds.js';
-import { fmtDecimal, fmtDuration } from './ledger-sync-modal.js';
+import { fmtAmount, fmtDecimal, fmtDuration } from './ledger-sync-modal.js';
 
 const nf = new Intl.NumberFormat();
 const NOUNS = Object.fromEntries(KINDS.flatMap((k) => [[k.type, k.noun], [k.step, k.noun]]));
@@ -114,7 +114,7 @@ function rejectionsList(rows, total) {
   el('span', { className: 'rd-rej-meta', dataset: { testid: 'run-rejection-meta' } },
     el('span', { textContent: NOUNS[row.sourceType] || row.sourceType || '' }),
     el('span', { dataset: { testid: 'run-rejection-date' }, textContent: row.date ? fmtDay(row.date) : 'no date' }),
-    el('span', { dataset: { testid: 'run-rejection-amount' }, textContent: row.amount != null ? fmtDecimal(row.amount) : 'no amount' }),
+    el('span', { dataset: { testid: 'run-rejection-amount' }, textContent: row.amount != null ? fmtAmount(row.amount) : 'no amount' }),
     el('span', { className: 'rd-rej-id', dataset: { testid: 'run-rejection-id' }, textContent: `ID ${row.sourceId}` })),
   el('span', { className: 'rd-rej-reason' },
     row.field ? el('code', { textContent: row.field }) : null,

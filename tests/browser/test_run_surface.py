@@ -202,6 +202,9 @@ async def test_history_row_opens_the_run_with_its_rejections_and_csv(api, http, 
     await expect(item.get_by_test_id("run-rejection-date")).to_have_text("May 17, 2026")
     await expect(item.get_by_test_id("run-rejection-amount")).to_have_text("123.45")
     await expect(item.get_by_test_id("run-rejection-id")).to_have_text(f"ID {twin['_id']}")
+    unreadable = next(d for d in rejected if d["field"] == "amount")  # the demo's "twelve hundred"
+    await expect(page.locator(f'[data-testid="run-rejection"][data-source-id="{unreadable["sourceId"]}"]')
+                 .get_by_test_id("run-rejection-amount")).to_have_text("twelve hundred")  # as stated
     await screenshot(page, "details-1366")
 
     # The CSV: fetched with the token, one row per rejected document, as the database has them.
