@@ -310,7 +310,9 @@ async function loadLive() {
   return live;
 }
 setInterval(async () => {
-  if (token && await loadLive() && !modal.open) refresh();
+  if (!token) return;
+  modal.watch(); // a sync started since elsewhere (CLI, schedule, another tab): its running state and its toast
+  if (await loadLive() && !modal.open) refresh();
 }, LIVE_POLL_MS);
 
 // ---------- wiring ----------

@@ -149,6 +149,30 @@ async def test_running_button_reopen_and_toast_after_closing_mid_sync(api, http,
     assert not page.js_errors and not other.js_errors, (page.js_errors, other.js_errors)
 
 
+async def test_a_sync_started_elsewhere_and_cancelled_ends_in_a_cancelled_toast(api, http, mongo, new_vendor,
+                                                                               open_dashboard):
+    vendor = new_vendor("cancelt")
+    load_demo(mongo, vendor, 2000)
+    page = await open_dashboard(vendor, viewport=PHONE)
+    started = await http.post("/api/ledger/sync-data", json={}, headers=bearer(vendor))  # as the CLI would
+    sync_id = started.json()["syncId"]
+    # What the page does every 10 s (and on load): follow the vendor's unfinished run.
+    assert await page.evaluate("document.querySelector('ledger-sync-modal').watch()") == sync_id
+    await expect(tid(page, "sync-data-button")).to_have_attribute("data-state", "running")
+    cancelled = await http.post(f"/api/ledger/sync-runs/{sync_id}/cancel", headers=bearer(vendor))
+    assert cancelled.status_code == 202, cancelled.text
+    toast = tid(page, "toast")
+    await expect(toast).to_have_attribute("data-kind", "cancelled", timeout=30_000)
+    await expect(tid(page, "toast-title")).to_have_text("Sync cancelled")
+    await expect(tid(page, "sync-data-button")).to_have_attribute("data-state", "idle")
+    await screenshot(page, "toast-cancelled-390")
+    # Its "Open sync" shows the cancelled run in the dialog, with Resume.
+    await toast.get_by_role("button", name="Open sync").click()
+    await expect(tid(page, "sync-dialog")).to_have_attribute("data-phase", "cancelled")
+    await expect(tid(page, "resume-button")).to_be_visible()
+    assert not page.js_errors, page.js_errors
+
+
 # ---------- 2. a run's details, its rejections and their CSV; layout at both widths ----------
 
 async def test_history_row_opens_the_run_with_its_rejections_and_csv(api, http, mongo, new_vendor, open_dashboard):
