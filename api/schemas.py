@@ -138,6 +138,8 @@ class RunView(BaseModel):
     flowRunId: str | None = None
     resumable: bool
     attempts: int = 1
+    ledgerEntries: int | None = Field(None, description="Entries in the vendor's ledger when this sync completed "
+                                                        "(null until it has)")
 
 
 class RunList(BaseModel):
@@ -157,6 +159,8 @@ class RejectedDocument(BaseModel):
     sourceId: str
     sourceKey: str = Field(description="The document's _id exactly, whatever its BSON type")
     number: str | None = None
+    date: str | None = Field(None, description="The document's date as it states it (YYYY-MM-DD when it reads)")
+    amount: str | None = Field(None, description="The document's total (amount) as it states it")
     field: str | None = None
     reason: str
     recordedAt: str | None = None

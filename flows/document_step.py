@@ -163,7 +163,7 @@ class DocumentStep:
         records, head = self._chained(entries, now)
         planned = PlannedBatch(plan=plan, removal_reversals=reversals, entries=entries, records=records,
                                expected_head=self.head, new_head=head, posted_at=now, phase=phase, last_id=ids[-1],
-                               documents=len(documents))
+                               documents=plan.scanned)  # the selection's: not string dates outside the range
         self.head = head
         return planned
 

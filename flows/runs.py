@@ -132,13 +132,15 @@ def run_view(run: SyncRun, now: datetime | None = None) -> dict[str, Any]:
         "documentsPerSecond": round(stats.total.scanned * 1000 / duration_ms, 1) if duration_ms else None,
         "startedAt": iso(run.started_at), "endedAt": iso(run.ended_at), "flowRunId": run.flow_run_id,
         "resumable": run.resumable, "attempts": run.attempts,
+        "ledgerEntries": run.ledger.get("entries") if run.ledger else None,
     }
 
 
 def rejection_view(record: dict[str, Any]) -> dict[str, Any]:
     """The public shape of a rejected document (the API's run errors, `ledger-sync errors`)."""
     return {"sourceType": record.get("sourceType"), "sourceId": display_id(record.get("sourceId")),
-            "sourceKey": id_key(record.get("sourceId")), "number": record.get("number"), "field": record.get("field"),
+            "sourceKey": id_key(record.get("sourceId")), "number": record.get("number"), "date": record.get("date"),
+            "amount": record.get("amount"), "field": record.get("field"),
             "reason": record.get("reason") or "", "recordedAt": iso(record.get("recordedAt"))}
 
 

@@ -60,6 +60,10 @@ class Rejection(Record):
     number: str | None
     field: str
     reason: str
+    # The document's date and amount as it states them (possibly the invalid values): invoice numbers
+    # repeat, so these tell two rejected documents apart.
+    date: str | None = None
+    amount: str | None = None
 
 
 ReadDocument = SourceDocument | Withdrawn | Rejection

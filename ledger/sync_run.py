@@ -282,8 +282,12 @@ class SyncRun(_Stored):
         """This run closed as `state`: ended, the time it ran added up, every step still running
         marked failed (or cancelled). Only these `CLOSING_FIELDS` change; the repository writes them."""
         unfinished = StepState.CANCELLED if state is RunState.CANCELLED else StepState.FAILED
+        # A crashed run last ran at its last heartbeat: the time until the crash was noticed is idle,
+        # and a resume must not count it.
+        ran_until = min(now, self.heartbeat_at) if state is RunState.CRASHED and self.heartbeat_at else now
         update: dict[str, Any] = {
-            "state": state, "error": error, "ended_at": now, "duration_ms": self.running_ms(now), "active": False,
+            "state": state, "error": error, "ended_at": now, "duration_ms": self.running_ms(ran_until),
+            "active": False,
             "steps": {name: step.model_copy(update={"state": unfinished}) if step.state is StepState.RUNNING else step
                       for name, step in self.steps.items()}}
         if state is RunState.COMPLETED:

@@ -1,7 +1,11 @@
 // Demo vendor dashboard: picks a vendor (development) or a token, opens the sync dialog,
 // shows the sync history and the books (books.js), and refreshes both when a sync finishes.
-import { fmtDuration } from './ledger-sync-modal.js';
+// A sync's end is told by a toast (the dialog follows its run even when closed), the Sync Data
+// button shows a running sync, and a history row opens that run's details.
+import { fmtDecimal, fmtDuration } from './ledger-sync-modal.js';
 import { refreshBooks, setBooksToken } from './books.js';
+import { openRunDetails } from './run-details.js';
+import { showToast } from './toasts.js';
 
 const TOKEN_KEY = 'ledgerSync.token';
 const VENDOR_KEY = 'ledgerSync.vendor';
@@ -82,8 +86,13 @@ function useToken(value, vendorLabel) {
   $('token-panel').hidden = true;
   showError('');
   setBooksToken(value);
+  showRunning(null);
   refresh();
   loadLive();
+  modal.watch(); // a sync already running (the page was reloaded, or it was started elsewhere)
+  // `/?run=SYNC_ID` (a link from elsewhere, e.g. Prefect's summary of a sync) opens that run.
+  const linked = new URL(window.location.href).searchParams.get('run');
+  if (linked) openRun(linked);
 }
 
 async function useVendor(vendor) {
@@ -180,15 +189,35 @@ function renderChart(runs) {
       });
     if (!parts.length) parts.push(svg('rect', { x, y: height - 2, width: barWidth, height: 2, fill: 'var(--skipped)' }));
     const tip = svg('title', {});
-    tip.textContent = `${fmtWhen(run.startedAt)} — ${run.state}: ${nf.format(s.synced)} synced, `
-      + `${nf.format(s.skipped)} skipped, ${nf.format(s.errors)} errors`;
+    tip.textContent = `${fmtWhen(run.startedAt)} — ${run.state}: ${plural(s.synced, 'entry', 'entries')} posted, `
+      + `${plural(s.skipped, 'document', 'documents')} unchanged, ${nf.format(s.errors)} rejected`;
     return svg('g', {}, tip, ...parts);
   });
   const title = svg('title', { id: 'history-chart-title' });
-  title.textContent = `Documents per sync, last ${ordered.length} runs, oldest first`;
+  title.textContent = `Entries posted and documents unchanged or rejected per sync, last ${ordered.length} runs, oldest first`;
   const baseline = svg('line', { x1: 0, x2: width, y1: height - 0.5, y2: height - 0.5, stroke: 'var(--line)' });
   chart.replaceChildren(title, baseline, ...bars);
   $('history-figure').hidden = !runs.length;
+}
+
+const openRun = (syncId) => openRunDetails(syncId, getJson);
+
+function plural(n, one, many) { return `${nf.format(n)} ${n === 1 ? one : many}`; }
+
+/** The ledger's entries as the newest completed sync left them, and what that sync changed. */
+function renderEntriesTile(runs) {
+  const tile = $('tile-synced');
+  const sealed = runs.find((run) => run.state === 'completed' && run.ledgerEntries != null);
+  if (!sealed) { tile.textContent = '—'; tile.title = 'Shown once a sync has completed'; return; }
+  const t = (sealed.stats && sealed.stats.total) || {};
+  const posted = Number(t.synced) || 0;
+  const reversed = Number(t.reversed) || 0;
+  const change = posted || reversed
+    ? `last sync: +${nf.format(posted)}${reversed ? `, ${nf.format(reversed)} reversed` : ''}`
+    : 'last sync: no change';
+  tile.replaceChildren(el('span', { textContent: nf.format(sealed.ledgerEntries), dataset: { testid: 'tile-entries-total' } }),
+    el('small', { textContent: change, dataset: { testid: 'tile-entries-change' } }));
+  tile.title = `${plural(sealed.ledgerEntries, 'entry', 'entries')} in the ledger after the sync of ${fmtWhen(sealed.startedAt)}`;
 }
 
 function renderHistory(runs) {
@@ -196,18 +225,22 @@ function renderHistory(runs) {
   const rows = runs.map((run) => {
     const s = statsOf(run);
     const rate = docsPerSecond(run);
-    return el('tr', { dataset: { testid: 'history-row', syncId: run.syncId, state: run.state } },
-      el('td', { textContent: fmtWhen(run.startedAt), title: run.syncId }),
+    const row = el('tr', { dataset: { testid: 'history-row', syncId: run.syncId, state: run.state } },
+      el('td', { title: run.syncId }, el('button', {
+        type: 'button', className: 'run-link', textContent: fmtWhen(run.startedAt),
+        ariaLabel: `Details of the sync of ${fmtWhen(run.startedAt)}`, dataset: { testid: 'history-open' } })),
       el('td', {}, el('span', { className: 'badge', textContent: run.state, dataset: { tone: STATE_TONES[run.state] || 'idle' } })),
       // data-label heads each figure when the rows turn into cards on phones.
       el('td', { className: 'num', textContent: run.durationMs != null ? fmtDuration(run.durationMs) : '—', dataset: { label: 'Duration' } }),
       el('td', { className: 'num', textContent: rate != null ? nf.format(rate) : '—', dataset: { label: 'Docs/s' } }),
-      el('td', { className: 'num', textContent: nf.format(s.synced), dataset: { label: 'Synced' } }),
-      el('td', { className: 'num', textContent: nf.format(s.skipped), dataset: { label: 'Skipped' } }),
+      el('td', { className: 'num', textContent: nf.format(s.synced), dataset: { label: 'Entries posted' } }),
+      el('td', { className: 'num', textContent: nf.format(s.skipped), dataset: { label: 'Docs unchanged' } }),
       el('td', {
         className: 'num errors-cell', textContent: nf.format(s.errors),
-        dataset: s.errors ? { label: 'Errors', nonzero: '' } : { label: 'Errors' },
+        dataset: s.errors ? { label: 'Docs rejected', nonzero: '' } : { label: 'Docs rejected' },
       }));
+    row.addEventListener('click', () => openRun(run.syncId)); // the button inside takes the keyboard
+    return row;
   });
   $('history-body').replaceChildren(...(rows.length ? rows
     : [el('tr', {}, el('td', { className: 'empty', colSpan: 7, textContent: 'No syncs yet — press Sync Data to post your books.' }))]));
@@ -215,7 +248,7 @@ function renderHistory(runs) {
 
   const last = runs[0];
   $('tile-last').textContent = last ? `${fmtAgo(last.startedAt)} · ${last.state}` : 'Never';
-  $('tile-synced').textContent = last ? nf.format(statsOf(last).synced) : '—';
+  renderEntriesTile(runs);
   $('tile-errors').textContent = last ? nf.format(statsOf(last).errors) : '—';
 }
 
@@ -240,7 +273,9 @@ async function loadLive() {
   return live;
 }
 setInterval(async () => {
-  if (token && await loadLive() && !modal.open) refresh();
+  if (!token) return;
+  modal.watch(); // a sync started since elsewhere (CLI, schedule, another tab): its running state and its toast
+  if (await loadLive() && !modal.open) refresh();
 }, LIVE_POLL_MS);
 
 // ---------- wiring ----------
@@ -253,8 +288,52 @@ $('token-form').addEventListener('submit', (e) => {
   localStorage.setItem(TOKEN_KEY, value);
   useToken(value);
 });
-modal.addEventListener('ledger-sync-complete', refresh);
-modal.addEventListener('ledger-sync-error', loadHistory);
+// ---------- a sync's progress and end, whether or not the dialog is open ----------
+
+function showRunning(detail) {
+  const button = $('sync-button');
+  const progress = button.querySelector('.sync-btn-progress');
+  button.dataset.state = detail ? 'running' : 'idle';
+  button.setAttribute('aria-busy', String(Boolean(detail)));
+  button.querySelector('.sync-btn-label').textContent = detail
+    ? (detail.state === 'cancelling' ? 'Cancelling…' : detail.state === 'queued' ? 'Sync queued' : 'Syncing…') : 'Sync Data';
+  progress.hidden = !detail || detail.state === 'queued';
+  progress.textContent = detail ? `${detail.percent}%` : '';
+  button.title = detail ? 'A sync is running: open it to follow its progress' : '';
+}
+
+function toastEnd(kind, title, text, syncId) {
+  if (modal.open) return; // the dialog shows the result itself
+  const actions = [{ label: kind === 'rejections' ? 'See rejected documents' : 'Details', onClick: () => openRun(syncId) }];
+  if (kind === 'cancelled' || kind === 'failed') actions.push({ label: 'Open sync', onClick: () => { modal.open = true; } });
+  showToast({ kind, title, text, syncId, actions });
+}
+
+modal.addEventListener('ledger-sync-progress', (e) => showRunning(e.detail));
+modal.addEventListener('ledger-sync-complete', (e) => {
+  showRunning(null);
+  refresh();
+  const d = e.detail || {};
+  const t = (d.stats && (d.stats.total || d.stats)) || {};
+  const took = d.durationMs != null ? ` in ${fmtDuration(d.durationMs)}` : '';
+  const posted = `${plural(Number(t.synced) || 0, 'entry', 'entries')} posted, ${nf.format(Number(t.reversed) || 0)} reversed`;
+  const rejected = Number(t.errors) || 0;
+  if (d.state === 'cancelled') {
+    toastEnd('cancelled', 'Sync cancelled', `Stopped on request after ${posted}. Entries already posted are kept; resume it to finish.`, d.syncId);
+  } else if (rejected) {
+    toastEnd('rejections', `Sync complete — ${plural(rejected, 'document', 'documents')} rejected`,
+      `${posted}${took}. Correct the rejected documents in your business app, then sync again.`, d.syncId);
+  } else {
+    toastEnd('completed', 'Sync complete', `${posted}${took}. Your books are up to date.`, d.syncId);
+  }
+});
+modal.addEventListener('ledger-sync-error', (e) => {
+  showRunning(null);
+  loadHistory();
+  const d = e.detail || {};
+  toastEnd('failed', d.state === 'crashed' ? 'Sync stopped responding' : 'Sync failed',
+    `${d.error || 'The sync stopped before it finished.'} Entries already posted are kept; resume it from the sync dialog.`, d.syncId);
+});
 // A run started from the dialog shows up in the history as soon as the dialog is closed.
 modal.addEventListener('ledger-sync-close', () => { if (token) loadHistory(); });
 

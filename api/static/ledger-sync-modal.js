@@ -11,12 +11,17 @@
  *
  * Events (bubbling, composed):
  *   ledger-sync-complete  detail = sync_complete payload {syncId, vendorId, state, stats, durationMs, verification}
- *   ledger-sync-error     detail = {syncId, error}
+ *   ledger-sync-error     detail = {syncId, state, error}
+ *   ledger-sync-progress  detail = {syncId, state, percent} while a followed run is unfinished
  *   ledger-sync-close     the dialog was closed
+ *
+ * The dialog keeps following a run after it is closed (so the events above still arrive), and
+ * reopening it shows that run, running or finished. `watch()` follows the vendor's unfinished run
+ * without opening the dialog (a page loaded mid-sync).
  *
  * Live progress comes from Socket.IO; when the socket cannot connect or drops, the
  * dialog polls GET /api/ledger/sync-status/{syncId} every second until it is back.
- * fmtDuration and fmtDecimal are exported for the demo dashboard (app.js).
+ * fmtDuration, fmtDecimal and fmtAmount are exported for the demo dashboard (app.js, run-details.js).
  * Embedding guide: docs/embedding.md.
  */
 
@@ -67,6 +72,11 @@ export function fmtDecimal(value) {
   return `${negative ? '−' : ''}${grouped}.${frac.padEnd(2, '0')}`;
 }
 
+/** An amount as a document states it: grouped when it is a number, as written when it is not. */
+export function fmtAmount(value) {
+  return /^-?\d+(\.\d+)?$/.test(String(value).trim()) ? fmtDecimal(value) : String(value);
+}
+
 export function fmtDay(iso) {
   const d = new Date(`${iso}T00:00:00Z`);
   return Number.isNaN(d.getTime()) ? iso
@@ -98,6 +108,15 @@ function apiMessage(res, fallback) {
   if (typeof b.message === 'string') return b.message;
   if (res.status === 0) return 'Could not reach the server. Check your connection and try again.';
   return `${fallback} (HTTP ${res.status}).`;
+}
+
+/** The token's vendorId claim, only to notice a change of vendor (the server verifies tokens). */
+function vendorOf(jwt) {
+  try {
+    return JSON.parse(atob(String(jwt).split('.')[1].replace(/-/g, '+').replace(/_/g, '/'))).vendorId || '';
+  } catch {
+    return '';
+  }
 }
 
 // The socket.io browser client is served by the API; load it once per page, whatever the number of dialogs.
@@ -219,10 +238,11 @@ h2 { margin: 0; font-size: 20px; font-weight: 650; letter-spacing: -.01em; }
 fieldset { border: 0; margin: 0 0 18px; padding: 0; min-width: 0; }
 legend .optional { text-transform: none; letter-spacing: 0; font-weight: 450; color: var(--ink-3); }
 legend, .label { display: block; padding: 0; margin-bottom: 8px; font-size: 12px; font-weight: 600; letter-spacing: .06em; text-transform: uppercase; color: var(--ink-2); }
-.dates { display: grid; grid-template-columns: 1fr 1fr; gap: 12px; }
+.dates { display: grid; grid-template-columns: repeat(2, minmax(0, 1fr)); gap: 12px; }
+.field { min-width: 0; }
 .field span { display: block; font-size: 13px; color: var(--ink-2); margin-bottom: 4px; }
 input[type="date"] {
-  width: 100%; height: 42px; padding: 0 12px; border-radius: 12px;
+  width: 100%; min-width: 0; height: 42px; padding: 0 12px; border-radius: 12px;
   border: 1px solid rgba(255, 255, 255, .2); background: rgba(255, 255, 255, .08);
   color: var(--ink); font: inherit; color-scheme: dark;
 }
@@ -354,6 +374,7 @@ input[type="date"]:hover { border-color: rgba(255, 255, 255, .32); }
 .error-item + .error-item { border-top: 1px solid rgba(251, 113, 133, .18); }
 .error-doc { font-weight: 600; overflow-wrap: anywhere; }
 .error-type { font-size: 12px; color: var(--ink-2); align-self: center; }
+.error-meta { grid-column: 1 / -1; font-size: 12px; color: var(--ink-2); overflow-wrap: anywhere; font-variant-numeric: tabular-nums; }
 .error-reason { grid-column: 1 / -1; font-size: 13.5px; color: #ffe4e6; }
 .error-reason code { font: 12.5px ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; padding: 1px 6px; border-radius: 6px; background: rgba(255, 255, 255, .1); color: #fff; margin-right: 6px; }
 .more { padding: 8px 14px; font-size: 13px; color: var(--ink-2); }
@@ -468,7 +489,7 @@ const TEMPLATE = `
         </ol>
 
         <div class="stats" role="group" aria-label="Statistics">
-          ${[['synced', 'Synced'], ['skipped', 'Skipped'], ['reversed', 'Reversed'], ['errors', 'Errors']].map(([k, label]) => `
+          ${[['synced', 'Entries posted'], ['skipped', 'Documents unchanged'], ['reversed', 'Entries reversed'], ['errors', 'Documents rejected']].map(([k, label]) => `
           <div class="stat" data-stat="${k}" data-testid="stat-${k}">
             <p class="label">${label}</p><span class="value" data-testid="stat-${k}-value">0</span>
           </div>`).join('')}
@@ -482,7 +503,7 @@ const TEMPLATE = `
           <h3><span class="summary-icon" id="summary-icon"></span><span id="summary-title"></span></h3>
           <dl class="facts">
             <div><dt>Duration</dt><dd id="summary-duration" data-testid="summary-duration"></dd></div>
-            <div><dt>Documents</dt><dd id="summary-scanned" data-testid="summary-scanned"></dd></div>
+            <div><dt>Documents read</dt><dd id="summary-scanned" data-testid="summary-scanned"></dd></div>
             <div><dt>Speed</dt><dd id="summary-throughput" data-testid="summary-throughput"></dd></div>
           </dl>
           <div class="check" id="summary-check" data-testid="summary-verification" data-balanced="unknown">
@@ -540,6 +561,7 @@ export class LedgerSyncModal extends HTMLElement {
   #returnFocus = null;
   #savedOverflow = '';
   #onKeydown = (e) => this.#handleKeydown(e);
+  #reported = '';           // the last ledger-sync-progress sent, not to repeat it
 
   constructor() {
     super();
@@ -569,6 +591,16 @@ export class LedgerSyncModal extends HTMLElement {
   get syncId() { return this.#run ? this.#run.syncId : null; }
 
   show() { this.open = true; }
+
+  /** Follow the vendor's unfinished run, if there is one, without opening the dialog; its syncId or null. */
+  async watch() {
+    if (!this.token) return null;
+    if (!(this.#run && !this.#run.terminal)) {
+      this.#ensureSocket();
+      await this.#attachToRunning();
+    }
+    return this.syncId;
+  }
   close() { this.open = false; }
 
   connectedCallback() {
@@ -593,7 +625,13 @@ export class LedgerSyncModal extends HTMLElement {
     if (oldValue === newValue || !this.isConnected) return;
     if (name === 'open') {
       this.#syncOpenState();
-    } else if (this.#socket || this.#shown) {
+    } else {
+      // Another vendor's token: the run followed so far is not theirs to see.
+      if (name === 'token' && vendorOf(oldValue) !== vendorOf(newValue) && this.#run) {
+        this.#resetToIdle();
+        this.#render();
+      }
+      if (!(this.#socket || this.#shown)) return;
       // New token or API origin: reconnect so the server sees the new credentials.
       this.#teardownSocket();
       this.#ensureSocket();
@@ -617,10 +655,10 @@ export class LedgerSyncModal extends HTMLElement {
     document.addEventListener('keydown', this.#onKeydown, true);
     this.#lockScroll();
     this.#ensureSocket();
-    if (!this.#run || this.#run.terminal) {
-      this.#resetToIdle();
-      this.#attachToRunning();
-    }
+    // A run this page followed stays in view (running, or its result) until "New sync"; a run started
+    // elsewhere since replaces a finished one.
+    if (!this.#run) this.#resetToIdle();
+    if (!this.#run || this.#run.terminal) this.#attachToRunning();
     this.#render();
     requestAnimationFrame(() => this.#focusInitial());
   }
@@ -712,11 +750,12 @@ export class LedgerSyncModal extends HTMLElement {
     if (!this.token) return;
     const res = await this.#api('/api/ledger/sync-runs?limit=1');
     const newest = res.ok && res.body && Array.isArray(res.body.runs) ? res.body.runs[0] : null;
-    if (!newest || this.#phase !== 'idle' || !this.open) return;
-    if (ACTIVE_STATES.has(newest.state)) {
+    const busy = (this.#run && !this.#run.terminal) || this.#phase === 'starting';
+    if (!newest || busy) return;
+    if (ACTIVE_STATES.has(newest.state) && newest.syncId !== this.syncId) {
       this.#follow(newest.syncId, newest.parameters, { attached: true });
       this.#applySnapshot(newest);
-    } else if (newest.resumable ?? RESUMABLE_STATES.has(newest.state)) {
+    } else if (this.#phase === 'idle' && this.open && (newest.resumable ?? RESUMABLE_STATES.has(newest.state))) {
       this.#lastRun = newest;
       this.#render();
     }
@@ -891,7 +930,7 @@ export class LedgerSyncModal extends HTMLElement {
           syncId: s.syncId, vendorId: s.vendorId, state: s.state, stats: s.stats,
           durationMs: s.durationMs, verification: s.verification ?? null,
         } }
-        : { type: 'ledger-sync-error', detail: { syncId: s.syncId, error: s.error || `Sync ${s.state}` } });
+        : { type: 'ledger-sync-error', detail: { syncId: s.syncId, state: s.state, error: s.error || `Sync ${s.state}` } });
     } else {
       this.#render();
     }
@@ -950,7 +989,7 @@ export class LedgerSyncModal extends HTMLElement {
     run.state = 'failed';
     run.error = ev.error || 'The sync failed.';
     run.resumable = true;
-    this.#finish({ type: 'ledger-sync-error', detail: { syncId: ev.syncId, error: run.error } });
+    this.#finish({ type: 'ledger-sync-error', detail: { syncId: ev.syncId, state: 'failed', error: run.error } });
     this.#refreshStatus();
   }
 
@@ -1168,6 +1207,18 @@ export class LedgerSyncModal extends HTMLElement {
     ui.close.classList.toggle('primary', phase === 'completed');
 
     if (run) this.#renderRun(run);
+    this.#reportProgress(run);
+  }
+
+  /** Tells the page (its Sync Data button) how far the followed run is, once per change. */
+  #reportProgress(run) {
+    const active = run && !run.terminal;
+    const detail = active ? { syncId: run.syncId, state: run.cancelRequested ? 'cancelling' : run.state,
+      percent: Math.round(run.percent) } : null;
+    const key = detail ? JSON.stringify(detail) : '';
+    if (!active || key === this.#reported) { this.#reported = key; return; }
+    this.#reported = key;
+    this.#emit('ledger-sync-progress', detail);
   }
 
   #renderRun(run) {
@@ -1304,6 +1355,12 @@ export class LedgerSyncModal extends HTMLElement {
       const type = document.createElement('span');
       type.className = 'error-type';
       type.textContent = SOURCE_LABELS[d.sourceType] || d.sourceType || '';
+      // Numbers repeat (two INV-90001): the date, amount and id tell the documents apart.
+      const meta = document.createElement('span');
+      meta.className = 'error-meta';
+      meta.dataset.testid = 'error-meta';
+      meta.textContent = [d.date ? fmtDay(d.date) : '', d.amount != null ? fmtAmount(d.amount) : '',
+        d.sourceId ? `ID ${d.sourceId}` : ''].filter(Boolean).join(' · ');
       const reason = document.createElement('span');
       reason.className = 'error-reason';
       if (d.field) {
@@ -1316,7 +1373,7 @@ export class LedgerSyncModal extends HTMLElement {
       text.dataset.testid = 'error-reason';
       text.textContent = d.reason || 'Invalid document';
       reason.append(text);
-      li.append(doc, type, reason);
+      li.append(doc, type, meta, reason);
       return li;
     });
     if (docs.length > MAX_LISTED_ERRORS) {

@@ -52,7 +52,7 @@ def read(raw: dict[str, Any], base_currency: str) -> ReadDocument:
                        updated_at=updated_at, party=Party(id=acc.category_slug(category), name=category.strip()),
                        category=category, amount=amount, tax_amount=tax_amount, paid=paid, payment_method=method)
 
-    return r.read_or_reject(TYPE, "description", raw, read_expense)
+    return r.read_or_reject(TYPE, "description", raw, read_expense, date_field="date", amount_field="amount")
 
 
 def drafts(expense: Expense) -> list[EntryDraft]:

@@ -85,7 +85,7 @@ def read_invoice(kind_type: str, number_field: str, party_field: str, raw: dict[
                        updated_at=updated_at, party=r.party(raw, party_field), subtotal=subtotal,
                        discount_total=discount_total, tax_total=tax_total, total=total, payments=payments)
 
-    return r.read_or_reject(kind_type, number_field, raw, read)
+    return r.read_or_reject(kind_type, number_field, raw, read, date_field="invoiceDate", amount_field="total")
 
 
 def open_amount(invoice: Invoice) -> Decimal:

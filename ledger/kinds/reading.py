@@ -31,8 +31,10 @@ class Problem(Exception):
 
 
 def read_or_reject(kind_type: str, number_field: str, raw: dict[str, Any],
-                   read: Callable[[str, str | None], ReadDocument]) -> ReadDocument:
-    """`read(vendor_id, number)`, or the `Rejection` naming the first problem it found."""
+                   read: Callable[[str, str | None], ReadDocument], date_field: str | None = None,
+                   amount_field: str | None = None) -> ReadDocument:
+    """`read(vendor_id, number)`, or the `Rejection` naming the first problem it found (with the
+    document's `date_field` and `amount_field` as it states them)."""
     vendor_id = str(raw.get("vendorId", ""))
     number = raw.get(number_field)
     number = None if number is None else str(number)
@@ -40,7 +42,20 @@ def read_or_reject(kind_type: str, number_field: str, raw: dict[str, Any],
         return read(vendor_id, number)
     except Problem as problem:
         return Rejection(type=kind_type, id=raw.get("_id"), vendor_id=vendor_id, number=number,
-                         field=problem.field, reason=problem.reason)
+                         field=problem.field, reason=problem.reason,
+                         date=_stated(raw.get(date_field) if date_field else None, to_utc_datetime),
+                         amount=_stated(raw.get(amount_field) if amount_field else None, to_money))
+
+
+def _stated(value: Any, reader: Callable[[Any], Any]) -> str | None:
+    """A value as text for a person: read when it reads (a day, an amount at cents), else as given."""
+    if value is None:
+        return None
+    try:
+        read = reader(value)
+    except InvalidValue:
+        return str(value)[:40]
+    return read.date().isoformat() if isinstance(read, datetime) else str(read)
 
 
 def amount(raw: dict, field: str, default: Decimal | None = None) -> Decimal:

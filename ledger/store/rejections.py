@@ -26,7 +26,8 @@ class RejectionStore:
         idempotent inside a transaction too)."""
         operations = [UpdateOne({"_id": rejection_id(sync_id, r.type, r.id)}, {"$setOnInsert": {
             "syncId": sync_id, "vendorId": r.vendor_id, "sourceType": r.type, "sourceId": r.id, "number": r.number,
-            "field": r.field, "reason": r.reason, "recordedAt": at}}, upsert=True) for r in rejections]
+            "field": r.field, "reason": r.reason, "date": r.date, "amount": r.amount,
+            "recordedAt": at}}, upsert=True) for r in rejections]
         if operations:
             self.collection.bulk_write(operations, ordered=True, session=session)
 

@@ -15,6 +15,7 @@ from pymongo.database import Database
 
 from ledger.ids import id_key
 from ledger.kinds import SourceKind, kinds
+from ledger.parsing import InvalidValue, to_utc_datetime
 from ledger.selection import Changes
 
 MAX_STRING = "\U0010ffff"  # bounds a string range so the server can seek it in an index
@@ -57,15 +58,26 @@ class SourceStore:
             collection.create_index([("updatedAt", ASCENDING), ("vendorId", ASCENDING)], name="ledger_sync_changes")
 
     def count(self, query: SourceQuery) -> int:
-        """How many documents the query reads (for progress)."""
+        """How many documents of the selection the query reads, as the step counts them (its progress
+        total): the phases read wider than the selection (string dates a day wider on each side,
+        rechecked ids a change phase also reads) are counted document by document, on two fields."""
         collection = self.collection(query.kind)
-        return sum(collection.count_documents(part) for _, part, _ in _remaining_reads(query))
+        total = 0
+        for _, part, rechecks, wider in _remaining_reads(query):
+            if not (rechecks or wider):
+                total += collection.count_documents(part)
+                continue
+            fields = {query.kind.date_field: 1, "updatedAt": 1}
+            total += sum(1 for document in collection.find(part, fields)
+                         if not (rechecks and _read_by_a_change_phase(query, document))
+                         and _in_selected_dates(query, document.get(query.kind.date_field)))
+        return total
 
     def batches(self, query: SourceQuery) -> Generator[tuple[int, list[dict[str, Any]]], None, None]:
         """(phase, documents) in `_id` order within each phase, a batch at a time
         (one getMore per two batches)."""
         collection = self.collection(query.kind)
-        for number, part, rechecks in _remaining_reads(query):
+        for number, part, rechecks, _ in _remaining_reads(query):
             # Two batches per round trip: half the getMores, for one more batch of raw documents in memory.
             with collection.find(part, sort=[("_id", ASCENDING)], batch_size=2 * self.batch_size) as cursor:
                 batch: list[dict[str, Any]] = []
@@ -134,26 +146,39 @@ def source_phases(query: SourceQuery) -> list[dict[str, Any]]:
     a document's field has one type, so no document is read twice (the rechecked ids
     skip what a change phase read).
     """
-    return [phase for phase, _ in _phases(query)]
+    return [phase for phase, _, _ in _phases(query)]
 
 
-def _date_options(query: SourceQuery) -> list[dict[str, Any]]:
+def _date_options(query: SourceQuery) -> list[tuple[dict[str, Any], bool]]:
+    """(date clause, whether it reads wider than the selection) of each date phase."""
     date_range = _range(query.date_from, query.date_until)
     if not date_range:
-        return [{}]
+        return [({}, False)]
     text_range: dict[str, Any] = {"$gte": "", "$lte": MAX_STRING}
     if query.date_from is not None:
         text_range["$gte"] = _day_text(query.date_from - timedelta(days=1))
     if query.date_until is not None:
         del text_range["$lte"]
         text_range["$lt"] = _day_text(query.date_until + timedelta(days=1))
-    return [{query.kind.date_field: date_range}, {query.kind.date_field: text_range}]
+    return [({query.kind.date_field: date_range}, False), ({query.kind.date_field: text_range}, True)]
 
 
-def _phases(query: SourceQuery) -> list[tuple[dict[str, Any], bool]]:
-    """(filter, whether it rechecks rejected ids) for each phase of `source_phases`."""
+def _in_selected_dates(query: SourceQuery, value: Any) -> bool:
+    """Whether a document's own date is in the query's range (as the step filters: an unreadable
+    date is let through, for validation to report)."""
+    try:
+        moment = to_utc_datetime(value)
+    except InvalidValue:
+        return True
+    return ((query.date_from is None or moment >= query.date_from)
+            and (query.date_until is None or moment < query.date_until))
+
+
+def _phases(query: SourceQuery) -> list[tuple[dict[str, Any], bool, bool]]:
+    """(filter, whether it rechecks rejected ids, whether its dates read wider than the selection)
+    for each phase of `source_phases`."""
     if query.only_ids is not None:
-        return [({"vendorId": query.vendor_id, "_id": {"$in": list(query.only_ids)}}, False)]
+        return [({"vendorId": query.vendor_id, "_id": {"$in": list(query.only_ids)}}, False, False)]
     change_options: list[tuple[dict[str, Any], bool]] = [({}, False)]
     if query.changed_since is not None:
         change_options = [({"updatedAt": {"$gte": query.changed_since}}, False), ({"updatedAt": None}, False),
@@ -162,11 +187,13 @@ def _phases(query: SourceQuery) -> list[tuple[dict[str, Any], bool]]:
         if query.recheck_ids:
             change_options.append(({"_id": {"$in": list(query.recheck_ids)}}, True))
     # An incremental read is bounded by what changed, so its date range is left to the exact
-    # filter after reading: no index holds the vendor, a date and `updatedAt` together (and
-    # SecantusDB scans the whole collection for a query no single index covers).
-    date_options = _date_options(query) if query.changed_since is None else [{}]
-    return [(_and([{"vendorId": query.vendor_id}, date_clause, change_clause]), rechecks)
-            for date_clause in date_options for change_clause, rechecks in change_options]
+    # filter after reading (it reads wider than the selection then): no index holds the vendor,
+    # a date and `updatedAt` together, and SecantusDB scans the whole collection for a query
+    # no single index covers.
+    date_options = _date_options(query) if query.changed_since is None else \
+        [({}, bool(_range(query.date_from, query.date_until)))]
+    return [(_and([{"vendorId": query.vendor_id}, date_clause, change_clause]), rechecks, wider)
+            for date_clause, wider in date_options for change_clause, rechecks in change_options]
 
 
 def _read_by_a_change_phase(query: SourceQuery, document: dict[str, Any]) -> bool:
@@ -187,17 +214,17 @@ def _day_text(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d")
 
 
-def _remaining_reads(query: SourceQuery) -> Iterator[tuple[int, dict[str, Any], bool]]:
-    """(phase, filter, rechecks) of what is left to read: the phases from `query.phase` on, the
+def _remaining_reads(query: SourceQuery) -> Iterator[tuple[int, dict[str, Any], bool, bool]]:
+    """(phase, filter, rechecks, wider) of what is left to read: the phases from `query.phase` on, the
     first of them only after `query.after_id` (a resumed read)."""
-    for number, (phase, rechecks) in enumerate(_phases(query)):
+    for number, (phase, rechecks, wider) in enumerate(_phases(query)):
         if number < query.phase:
             continue
         if number == query.phase and query.after_id is not None:
             for after in ids_after(query.after_id):
-                yield number, _and([phase, after]), rechecks
+                yield number, _and([phase, after]), rechecks, wider
         else:
-            yield number, phase, rechecks
+            yield number, phase, rechecks, wider
 
 
 # The lowest value of each BSON type bracket, in MongoDB's comparison order. A range

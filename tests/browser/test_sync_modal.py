@@ -179,6 +179,7 @@ async def test_rejected_documents_show_number_field_and_reason(api, http, mongo,
         if doc.get("field"):
             await expect(item.get_by_test_id("error-field")).to_have_text(doc["field"])
         await expect(item.get_by_test_id("error-reason")).to_have_text(doc["reason"])
+        await expect(item.get_by_test_id("error-meta")).to_contain_text(f"ID {doc['sourceId']}")  # numbers repeat
     await expect(tid(page, "stat-errors")).to_have_attribute("data-nonzero", "")
     assert not page.js_errors, page.js_errors
 
