@@ -6,6 +6,7 @@ import { fmtDecimal, fmtDuration } from './ledger-sync-modal.js';
 import { refreshBooks, setBooksToken } from './books.js';
 import { openRunDetails } from './run-details.js';
 import { showToast } from './toasts.js';
+import { el } from './dom.js';
 
 const TOKEN_KEY = 'ledgerSync.token';
 const VENDOR_KEY = 'ledgerSync.vendor';
@@ -20,16 +21,6 @@ const modal = $('sync-modal');
 const nf = new Intl.NumberFormat();
 let token = '';
 
-function el(tag, props = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(props)) {
-    if (key === 'dataset') Object.assign(node.dataset, value);
-    else if (key in node) node[key] = value;
-    else node.setAttribute(key, value);
-  }
-  node.append(...children);
-  return node;
-}
 
 function svg(tag, attrs, ...children) {
   const node = document.createElementNS('http://www.w3.org/2000/svg', tag);

@@ -2,6 +2,7 @@
 // each line's document history, profit and loss, the balance sheet, aging, and the export.
 // Amounts arrive as decimal strings and are only ever formatted, never turned into floats.
 import { fmtDay, fmtDecimal } from './ledger-sync-modal.js';
+import { el } from './dom.js';
 
 const $ = (id) => document.getElementById(id);
 const LEDGER_PAGE = 50;
@@ -17,16 +18,6 @@ let chart = null; // key → {code, name, type}, from /accounts and the trial ba
 const latest = {}; // view → number of its newest request: an older answer arriving late is dropped
 const ledger = { account: '', cursor: null, lines: 0 };
 
-function el(tag, props = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(props)) {
-    if (key === 'dataset') Object.assign(node.dataset, value);
-    else if (key in node) node[key] = value;
-    else node.setAttribute(key, value);
-  }
-  node.append(...children);
-  return node;
-}
 
 async function request(path) {
   try {

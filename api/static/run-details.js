@@ -2,6 +2,7 @@
 // verified, and the documents it rejected (with a CSV of them). Opened from a history row or a toast.
 import { KINDS, STEPS } from './ledger-kinds.js';
 import { fmtAmount, fmtDecimal, fmtDuration } from './ledger-sync-modal.js';
+import { el } from './dom.js';
 
 const nf = new Intl.NumberFormat();
 const NOUNS = Object.fromEntries(KINDS.flatMap((k) => [[k.type, k.noun], [k.step, k.noun]]));
@@ -13,16 +14,6 @@ const FIGURES = [
 const CSV_COLUMNS = ['sourceType', 'number', 'date', 'amount', 'sourceId', 'field', 'reason', 'recordedAt'];
 const MAX_REJECTIONS = 5000;
 
-function el(tag, props = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(props)) {
-    if (key === 'dataset') Object.assign(node.dataset, value);
-    else if (key in node) node[key] = value;
-    else node.setAttribute(key, value);
-  }
-  node.append(...children.filter((c) => c != null));
-  return node;
-}
 
 function fmtTime(iso) {
   const d = iso ? new Date(iso) : null;
