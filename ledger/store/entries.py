@@ -223,28 +223,43 @@ class EntryStore:
                        after: tuple[datetime, str] | None, limit: int) -> list[JournalEntry]:
         """Up to `limit` entries with a line on `account`, dated in [start, end), in (date, id) order,
         after the keyset `after` (index `by_account`; the server sorts what the range holds, since a
-        multikey index gives no order: callers keep the range to about a month)."""
-        query: dict[str, Any] = {"vendorId": vendor_id, "lines.account": account, "date": {"$gte": start, "$lt": end}}
-        if after is not None and start <= after[0]:
-            query["date"]["$gte"] = after[0]
-            query["$or"] = [{"date": {"$gt": after[0]}}, {"date": after[0], "_id": {"$gt": after[1]}}]
-        cursor = self.collection.find(query).sort([("date", ASCENDING), ("_id", ASCENDING)])
-        return [entry_from_document(doc) for doc in cursor.hint("by_account").limit(limit)]
+        multikey index gives no order: callers keep the range to about a month).
+
+        After a keyset, the rest of its day and then the later days are two queries, not an `$or`:
+        SecantusDB plans an `$or` on no index, and a hinted one by scanning the whole index."""
+        on_account: dict[str, Any] = {"vendorId": vendor_id, "lines.account": account}
+        if after is None or after[0] < start:
+            queries = [{**on_account, "date": {"$gte": start, "$lt": end}}]
+        else:
+            queries = [{**on_account, "date": after[0], "_id": {"$gt": after[1]}}] if after[0] < end else []
+            queries.append({**on_account, "date": {"$gt": after[0], "$lt": end}})
+        found: list[JournalEntry] = []
+        for query in queries:
+            if len(found) >= limit:
+                break
+            cursor = self.collection.find(query).sort([("date", ASCENDING), ("_id", ASCENDING)])
+            found.extend(entry_from_document(doc) for doc in cursor.limit(limit - len(found)))
+        return found
 
     def account_movement(self, vendor_id: str, account: str, start: datetime, before: datetime,
                          through_id: str | None = None) -> Decimal:
         """Debits − credits on `account` of the entries dated in [start, before), and of those dated
-        exactly `before` with an id up to `through_id` (a keyset position), added up by the server."""
-        dated: list[dict[str, Any]] = [{"date": {"$gte": start, "$lt": before}}]
+        exactly `before` with an id up to `through_id` (a keyset position), added up by the server
+        (an aggregation each, not an `$or`: see `account_window`)."""
+        on_account: dict[str, Any] = {"vendorId": vendor_id, "lines.account": account}
+        matches = [{**on_account, "date": {"$gte": start, "$lt": before}}]
         if through_id is not None:
-            dated.append({"date": before, "_id": {"$lte": through_id}})
-        rows = list(self.collection.aggregate([
-            {"$match": {"vendorId": vendor_id, "lines.account": account, "$or": dated}},
-            {"$unwind": "$lines"},
-            {"$match": {"lines.account": account}},
-            {"$group": {"_id": None, "debit": {"$sum": "$lines.debit"}, "credit": {"$sum": "$lines.credit"}}},
-        ], hint="by_account"))
-        return cents(rows[0]["debit"]) - cents(rows[0]["credit"]) if rows else cents(0)
+            matches.append({**on_account, "date": before, "_id": {"$lte": through_id}})
+        movement = cents(0)
+        for match in matches:
+            for row in self.collection.aggregate([
+                {"$match": match},
+                {"$unwind": "$lines"},
+                {"$match": {"lines.account": account}},
+                {"$group": {"_id": None, "debit": {"$sum": "$lines.debit"}, "credit": {"$sum": "$lines.credit"}}},
+            ]):
+                movement += cents(row["debit"]) - cents(row["credit"])
+        return movement
 
     def open_on_account(self, vendor_id: str, account: str, end: datetime) -> list[dict[str, Any]]:
         """Per document (type and id, its payments and refunds with it): the debits − credits of its
@@ -257,7 +272,7 @@ class EntryStore:
                         "debit": {"$sum": "$lines.debit"}, "credit": {"$sum": "$lines.credit"},
                         "documentDate": {"$min": "$source.documentDate"}, "firstDate": {"$min": "$date"},
                         "party": {"$last": "$source.party"}}},
-        ], hint="by_account", batchSize=self.batch_size))
+        ], batchSize=self.batch_size))
 
     def stream(self, vendor_id: str, start: datetime, end: datetime) -> Iterator[JournalEntry]:
         """Every entry dated in [start, end), in (date, id) order, a batch at a time (index `by_date_id`)."""
