@@ -86,6 +86,10 @@ def read_books(env: dict, vendor_id: str, as_of: str) -> dict:
     return _in_process(env, vendor_id, "books", as_of)
 
 
+def export_books(env: dict, vendor_id: str) -> dict:
+    return _in_process(env, vendor_id, "export")
+
+
 def _in_process(env: dict, *argv: str) -> dict:
     output = subprocess.run([sys.executable, "-m", "bench.sync_process", *argv],
                             env=env, cwd=ROOT, capture_output=True, text=True, check=False)
@@ -165,6 +169,7 @@ def measure_changes(db, env: dict, vendor_id: str, documents: int, full: dict, r
     month = run_sync(env, vendor_id, full=False, date_from=month_from.date().isoformat(),
                      date_to=month_to.date().isoformat())
     books = read_books(env, vendor_id, middle.date().isoformat())
+    export = export_books(env, vendor_id)
     # A few new documents, four of them broken, written now (the demo dates `updatedAt` in the past,
     # which an incremental sync rightly does not read).
     for collection, document in generate(vendor_id, 8, seed=99):
@@ -178,15 +183,15 @@ def measure_changes(db, env: dict, vendor_id: str, documents: int, full: dict, r
         "rejectedOutstanding": with_rejections["stats"]["errors"],
         "resyncWithRejectedOverFull": round(resync_rejected["durationMs"] / full["durationMs"], 3),
         "resyncWithRejectedCommands": resync_rejected["commandsTotal"],
-        "trialBalanceCommands": books["current"]["commands"],
-        "trialBalanceMs": round(books["current"]["seconds"] * 1000, 1),
-        "asOfCommands": books["asOf"]["commands"], "asOfMs": round(books["asOf"]["seconds"] * 1000, 1),
+        "reads": {name: {"commands": read["commands"], "ms": round(read["seconds"] * 1000, 1)}
+                  for name, read in books.items()},
+        "exportBytes": export["bytes"], "exportPeakRssMb": round(export["peakRssMb"], 1),
     }
 
 
 CHANGE_FIGURES = ("fixOverResync", "fixCommands", "monthShare", "monthOverFull", "monthCommands",
-                  "rejectedOutstanding", "resyncWithRejectedOverFull", "resyncWithRejectedCommands",
-                  "trialBalanceCommands", "trialBalanceMs", "asOfCommands", "asOfMs")
+                  "rejectedOutstanding", "resyncWithRejectedOverFull", "resyncWithRejectedCommands", "reads",
+                  "exportBytes", "exportPeakRssMb")
 
 
 def measure_nightly(client: MongoClient, env: dict, vendors: int, changed: int) -> dict:
@@ -296,17 +301,23 @@ def render(result: dict) -> str:
                      f"{row['peakRssMb']} | {row['documentsPerSecond']} |")
     if result.get("rows"):
         lines += ["", "| documents | one-document fix ÷ no-change re-sync (commands) "
-                  "| one month ÷ full (month's share) | no-change re-sync ÷ full, rejected outstanding (commands) "
-                  "| trial balance: commands, ms | as of mid-range: commands, ms |", "|---:|---:|---:|---:|---:|---:|"]
+                  "| one month ÷ full (month's share) | no-change re-sync ÷ full, rejected outstanding (commands) |",
+                  "|---:|---:|---:|---:|"]
         for row in result["rows"]:
             lines.append(f"| {row['documents']:,} | {row['fixOverResync']} ({row['fixCommands']}) | "
                          f"{row['monthOverFull']} ({row['monthShare']}) | {row['resyncWithRejectedOverFull']} "
-                         f"({row['resyncWithRejectedCommands']}, {row['rejectedOutstanding']} rejected) | "
-                         f"{row['trialBalanceCommands']:g}, {row['trialBalanceMs']} | {row['asOfCommands']:g}, "
-                         f"{row['asOfMs']} |")
+                         f"({row['resyncWithRejectedCommands']}, {row['rejectedOutstanding']} rejected) |")
         small, large = result["rows"]
-        lines.append(f"Trial balance time 4N ÷ N: current {round(large['trialBalanceMs'] / small['trialBalanceMs'], 2)}"
-                     f", as of {round(large['asOfMs'] / small['asOfMs'], 2)}")
+        lines += ["", f"| read of the books | commands at {small['documents']:,} / {large['documents']:,} "
+                  "| ms at N / 4N | time 4N ÷ N |", "|---|---:|---:|---:|"]
+        for name, read in small["reads"].items():
+            big = large["reads"][name]
+            lines.append(f"| {name} | {read['commands']:g} / {big['commands']:g} | {read['ms']} / {big['ms']} | "
+                         f"{round(big['ms'] / read['ms'], 2) if read['ms'] else '—'} |")
+        growth = round(large["exportPeakRssMb"] / small["exportPeakRssMb"], 2)
+        lines.append(f"Export (Beancount, streamed): peak RSS {small['exportPeakRssMb']} MB at N, "
+                     f"{large['exportPeakRssMb']} MB at 4N ({growth}), {small['exportBytes']:,} and "
+                     f"{large['exportBytes']:,} bytes")
     lines.append("")
     if "rssGrowth4N" in result:
         lines.append(f"Peak RSS at 4N ÷ at N: {result['rssGrowth4N']}")

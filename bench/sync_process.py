@@ -39,16 +39,28 @@ def peak_rss_mb() -> float:
 
 
 def read_books(vendor_id: str, as_of: str, counter: CommandCounter) -> None:
-    """The trial balance, current and as of a day, as the API reads it: commands and time of each."""
-    from datetime import date
+    """Every read of the books as the API makes it (SPEC §8), around the day `as_of`: commands and time of each."""
+    from datetime import date, timedelta
 
+    from flows import books
     from flows.database import get_store
+    from ledger.kinds import Side
 
     store = get_store()
+    day = date.fromisoformat(as_of)
+    month_from = day.replace(day=1)
+    month_to = (month_from + timedelta(days=32)).replace(day=1) - timedelta(days=1)
     store.books.current(vendor_id)  # warm: the pooled connection, not the read, is what a first call pays
+    reads = {
+        "trialBalance": lambda: store.books.current(vendor_id),
+        "asOf": lambda: store.books.as_of(vendor_id, day),
+        "ledgerPage": lambda: books.ledger_view(store, vendor_id, "accounts_receivable", month_from, month_to, 100),
+        "profitAndLossMonth": lambda: books.profit_and_loss_view(store, vendor_id, month_from, month_to),
+        "balanceSheet": lambda: books.balance_sheet_view(store, vendor_id, day),
+        "aging": lambda: books.aging_view(store, vendor_id, Side.RECEIVABLE, day),
+    }
     figures = {}
-    for name, read in (("current", lambda: store.books.current(vendor_id)),
-                       ("asOf", lambda: store.books.as_of(vendor_id, date.fromisoformat(as_of)))):
+    for name, read in reads.items():
         counter.commands.clear()
         started = time.perf_counter()
         for _ in range(5):
@@ -57,13 +69,25 @@ def read_books(vendor_id: str, as_of: str, counter: CommandCounter) -> None:
     print(json.dumps(figures))
 
 
+def export_books(vendor_id: str) -> None:
+    """Stream the Beancount export to nowhere: its size and this process's peak memory."""
+    from flows.books import export_chunks
+    from flows.database import get_store
+
+    written = sum(len(chunk) for chunk in export_chunks(get_store(), vendor_id, "beancount", None, None))
+    print(json.dumps({"bytes": written, "peakRssMb": peak_rss_mb()}))
+
+
 def main() -> None:
-    """`VENDOR full|incremental [JSON parameters]`, or `VENDOR books AS_OF`."""
+    """`VENDOR full|incremental [JSON parameters]`, `VENDOR books AS_OF` or `VENDOR export`."""
     vendor_id, mode = sys.argv[1], sys.argv[2]
     counter = CommandCounter()
     monitoring.register(counter)
     if mode == "books":
         read_books(vendor_id, sys.argv[3], counter)
+        return
+    if mode == "export":
+        export_books(vendor_id)
         return
     full = mode == "full"
     parameters = json.loads(sys.argv[3]) if len(sys.argv) > 3 else {}
