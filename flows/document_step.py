@@ -271,7 +271,7 @@ class DocumentStep:
     def _progress(self) -> Progress:
         total = self.total or 0
         return progress.progress_at(self.kind.step, self.processed, total,
-                                    f"{self.kind.label}: {self.processed:,} of {total:,}")
+                                    f"{self.kind.label}: {self.processed:,} of {total:,} documents")
 
     def _report(self, force: bool = False) -> None:
         self.reporter.update(self.reporter.event(self._progress(), self.stats.total), force=force)

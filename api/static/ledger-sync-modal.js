@@ -1285,7 +1285,7 @@ export class LedgerSyncModal extends HTMLElement {
     const counts = TYPE_KEYS.includes(key) && step.total;
     const done = TYPE_KEYS.includes(key) && (step.total || step.processed);
     switch (step.state) {
-      case 'running': return counts ? `${fmtCount(step.processed)} / ${fmtCount(step.total)}` : 'Running…';
+      case 'running': return counts ? `${fmtCount(step.processed)} of ${fmtCount(step.total)} documents` : 'Running…';
       case 'done': return [
         done ? `${fmtCount(step.processed)} ${Number(step.processed) === 1 ? 'document' : 'documents'}` : '',
         step.durationMs != null ? fmtDuration(step.durationMs) : '',
