@@ -339,14 +339,18 @@ def sync_vendor_ledger(vendor_id: str, date_from: str | None = None, date_to: st
         except Exception as error:
             message = _explain(error)
             logger.error("sync failed vendor=%s sync=%s: %s", vendor_id, context.sync_id, message)
-            # Tell the room first: when the database is what failed, the record may not be writable.
-            progress.publish(progress.FAILED, {"syncId": context.sync_id, "vendorId": vendor_id, "error": message,
-                                               "state": RunState.FAILED.value})
+            failed = None
             try:
-                artifacts.publish_report(_close(context, RunState.FAILED, message))
+                failed = _close(context, RunState.FAILED, message)
             except PyMongoError:
                 logger.error("sync %s could not be marked failed; the stale-run detector will mark it crashed",
                              context.sync_id)
+            # The room hears the end once the record says it (a status read on the event agrees), and
+            # hears it even when the database is what failed.
+            progress.publish(progress.FAILED, {"syncId": context.sync_id, "vendorId": vendor_id, "error": message,
+                                               "state": RunState.FAILED.value})
+            if failed is not None:
+                artifacts.publish_report(failed)
             raise
         completed = _close(context, RunState.COMPLETED, None)
         artifacts.publish_report(completed)
