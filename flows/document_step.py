@@ -22,7 +22,7 @@ from flows.context import SyncCancelled, SyncContext
 from flows.database import get_store
 from flows.pipeline import BatchPipeline
 from flows.settings import get_settings
-from ledger.balances import daily_movements
+from ledger.balances import daily_movements, line_counts
 from ledger.batch import BatchPlan, plan_batch, plan_removed_sources, removal_change, removed_source_entries
 from ledger.chain import Head, chained
 from ledger.clock import utc_now
@@ -208,6 +208,7 @@ class DocumentStep:
         run = write_batch(self.store, BatchWrite(
             vendor_id=self.context.vendor_id, guard=self.context.guard, checkpoint={**checkpoint, **self._totals()},
             entries=records, expected_head=expected, new_head=new, movements=daily_movements(entries),
+            lines=line_counts(entries),
             new_accounts=accounts, rejections=rejections, source_type=self.kind.type, new_id_types=id_types,
             posted_at=posted_at))
         self.known_accounts |= accounts

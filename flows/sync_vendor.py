@@ -34,7 +34,7 @@ from flows.runs import Heartbeat, open_run, reopen_for_resume, summary_view
 from flows.settings import get_settings
 from flows.verify import describe as describe_chain
 from flows.verify import head_problem, link_head, prepare_ledger, verify_chain
-from ledger.balances import daily_difference, total
+from ledger.balances import daily_difference, line_count_difference, total
 from ledger.chain import ChainReport, Head
 from ledger.clock import utc_now
 from ledger.entries import ZERO
@@ -107,12 +107,13 @@ def check_existing(context: SyncContext) -> dict[str, Any]:
         _refuse_unless_ok(vendor, report)
         if store.entries.count(vendor) != head.seq:
             _refuse(vendor, "the ledger holds entries that are not in its chain")
-        daily = store.entries.daily_movements(vendor)
+        daily, lines = store.entries.daily_movements(vendor)
         balances, basis, verified = total(daily.values()), "recomputed", head.seq
+        held_daily, held_lines = store.balances.daily(vendor)
         mismatch = describe_differences(store.books.current(vendor), balances) or \
-            daily_difference(store.balances.daily(vendor), daily)
+            daily_difference(held_daily, daily) or line_count_difference(held_lines, lines)
         if mismatch:
-            store.balances.replace(vendor, daily)
+            store.balances.replace(vendor, daily, lines)
             get_run_logger().warning("vendor=%s sync=%s: the monthly balances did not add up to the entries (%s); "
                                      "rebuilt", vendor, context.sync_id, mismatch)
     else:

@@ -29,7 +29,7 @@ def prepare_ledger(store: Store, vendor_id: str) -> Head:
             log.warning("vendor %s: chained %d entries written before the hash chain, without changing any",
                         vendor_id, head.seq)
     if not store.vendors.balances_built(vendor_id):
-        store.balances.replace(vendor_id, store.entries.daily_movements(vendor_id))
+        store.balances.replace(vendor_id, *store.entries.daily_movements(vendor_id))
         store.vendors.mark_balances_built(vendor_id)
     legacy = store.accounts.legacy_expense_keys(vendor_id)
     if legacy:

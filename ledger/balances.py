@@ -61,6 +61,20 @@ def daily_movements(entries: Iterable[JournalEntry]) -> dict[str, Balances]:
     return {day: Balances(debits=debits[day], credits=credits[day]) for day in sorted(debits)}
 
 
+LineCounts = dict[str, dict[str, int]]
+"""How many lines each day has on each account (`YYYY-MM-DD` → account → count): where an account
+ledger's page starts and ends is found from these, not by sorting a month of its lines."""
+
+
+def line_counts(entries: Iterable[JournalEntry]) -> LineCounts:
+    counts: LineCounts = {}
+    for entry in entries:
+        day = counts.setdefault(day_of(entry.date), {})
+        for line in entry.lines:
+            day[line.account] = day.get(line.account, 0) + 1
+    return counts
+
+
 def by_month(daily: Mapping[str, Balances]) -> dict[str, Balances]:
     """Days added up into their months."""
     months: dict[str, list[Balances]] = {}
@@ -80,6 +94,16 @@ def books_as_of(months_before: Iterable[Balances], days_of_month: Mapping[str, B
     """The books at the end of `day`: the months before its month, plus its month's days through it."""
     through = day_of(day)
     return total(months_before).plus(total(balances for key, balances in days_of_month.items() if key <= through))
+
+
+def line_count_difference(held: LineCounts, expected: LineCounts) -> str:
+    """The first day whose line counts differ, with the accounts ("" when none do)."""
+    for day in sorted(set(held) | set(expected)):
+        accounts = sorted(account for account in set(held.get(day, {})) | set(expected.get(day, {}))
+                          if held.get(day, {}).get(account, 0) != expected.get(day, {}).get(account, 0))
+        if accounts:
+            return f"{day}: line counts of {', '.join(accounts)}"
+    return ""
 
 
 def daily_difference(held: Mapping[str, Balances], expected: Mapping[str, Balances]) -> str:

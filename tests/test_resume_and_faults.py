@@ -242,6 +242,7 @@ def test_a_paused_process_declared_crashed_writes_nothing_once_resumed_elsewhere
         def state() -> tuple:
             return (list(db.ledger_entries.find({"vendorId": VENDOR}).sort("_id", 1)),
                     list(db.ledger_balances.find({"vendorId": VENDOR}).sort("_id", 1)),
+                    list(db.ledger_balance_days.find({"vendorId": VENDOR}).sort("_id", 1)),
                     db.ledger_sync_runs.find_one({"_id": sync_id}), db.ledger_vendor_state.find_one({"_id": VENDOR}))
 
         before = state()

@@ -4,14 +4,16 @@ writing on it; closed periods never change; a ledger from before the chain is ch
 from __future__ import annotations
 
 import copy
+import hashlib
 from datetime import UTC, date, datetime
 
 import pytest
+from bson import ObjectId
 from bson.decimal128 import Decimal128
 
 from flows.database import get_store
 from flows.verify import verify_vendor
-from ledger.chain import GENESIS, entry_hash
+from ledger.chain import GENESIS, canonical, entry_hash
 from tests.factories import D, expense, insert, payment, purchase, sales, utc
 
 VENDOR = "v1"
@@ -100,6 +102,25 @@ def test_tampering_is_named_by_verify_and_stops_the_next_sync(db, store, sync, t
     run = db.ledger_sync_runs.find_one({"vendorId": VENDOR}, sort=[("startedAt", -1)])
     assert run["state"] == "failed" and "ledger-sync verify" in run["error"]
 
+
+
+def test_an_entry_is_hashed_over_the_canonical_json_the_spec_describes():
+    """SPEC §9, spelled out by hand: keys sorted, no spaces, amounts as decimal strings, dates as UTC
+    ISO-8601 with milliseconds and Z, source ids as their id keys; fields outside the list left out."""
+    stored = {"lines": [{"credit": Decimal128("0.00"), "account": "bank", "debit": Decimal128("12.50")},
+                        {"account": "accounts_receivable", "debit": Decimal128("0"), "credit": Decimal128("12.5")}],
+              "_id": "v|sales_invoice:o~64b7f0c2a1b2c3d4e5f60718|p~7#1", "vendorId": "v", "syncId": "s-1",
+              "date": datetime(2026, 3, 10, 9, 30, 15, 123456, tzinfo=UTC), "reversalOf": None,
+              "source": {"type": "sales_invoice", "id": ObjectId("64b7f0c2a1b2c3d4e5f60718"), "paymentId": 7,
+                         "party": {"name": "Ünïcode Ltd", "id": "c1"}},
+              "postedAt": datetime(2026, 3, 11, tzinfo=UTC), "hash": "not part of it", "seq": 99}
+    expected = ('{"_id":"v|sales_invoice:o~64b7f0c2a1b2c3d4e5f60718|p~7#1","date":"2026-03-10T09:30:15.123Z",'
+                '"lines":[{"account":"bank","credit":"0.00","debit":"12.50"},'
+                '{"account":"accounts_receivable","credit":"12.5","debit":"0"}],"reversalOf":null,"seq":3,'
+                '"source":{"id":"o~64b7f0c2a1b2c3d4e5f60718","party":{"id":"c1","name":"Ünïcode Ltd"},'
+                '"paymentId":"i~7","type":"sales_invoice"},"vendorId":"v"}')
+    assert canonical(stored, 3) == expected
+    assert entry_hash(GENESIS, stored, 3) == hashlib.sha256(f"{GENESIS}\n{expected}".encode()).hexdigest()
 
 def test_an_untampered_ledger_verifies_after_every_kind_of_sync(db, store, sync):
     load_books(db)
@@ -234,11 +255,12 @@ def _entries_through(store, day: date) -> dict:
     return store.entries.movements_between(VENDOR, datetime(2000, 1, 1, tzinfo=UTC), day_end(day)).net_balances()
 
 
-def test_monthly_balances_from_before_they_held_days_are_rebuilt_with_them(db, store, sync):
+@pytest.mark.parametrize("older_layout", [True, "days"], ids=["months-only", "days-inside-months"])
+def test_balances_kept_in_an_older_layout_are_rebuilt_in_this_one(db, store, sync, older_layout):
     load_books(db)  # March: invoices on the 1st, expenses on the 5th, payments on the 10th
     sync(VENDOR)
-    db.ledger_balances.update_many({}, {"$unset": {"days": ""}})  # as an older version kept them
-    db.ledger_vendor_state.update_one({"_id": VENDOR}, {"$set": {"balancesBuilt": True}})
+    db.ledger_balance_days.delete_many({})  # as an older version kept them: no days, or days in the months
+    db.ledger_vendor_state.update_one({"_id": VENDOR}, {"$set": {"balancesBuilt": older_layout}})
     assert sync(VENDOR)["state"] == "completed"  # an incremental sync with nothing to post
     for day in (date(2026, 3, 1), date(2026, 3, 7), date(2026, 3, 31)):
         assert store.books.as_of(VENDOR, day).net_balances() == _entries_through(store, day)
@@ -248,10 +270,10 @@ def test_monthly_balances_from_before_they_held_days_are_rebuilt_with_them(db, s
 def test_a_full_sync_puts_right_days_that_disagree_with_the_entries(db, store, sync):
     load_books(db)
     sync(VENDOR)
-    month = db.ledger_balances.find_one({"vendorId": VENDOR, "month": "2026-03"})
+    month = db.ledger_balance_days.find_one({"vendorId": VENDOR, "month": "2026-03"})
     days = month["days"]
     days["01"], days["10"] = days["10"], days["01"]  # the month's totals still add up
-    db.ledger_balances.update_one({"_id": month["_id"]}, {"$set": {"days": days}})
+    db.ledger_balance_days.update_one({"_id": month["_id"]}, {"$set": {"days": days}})
     assert store.books.as_of(VENDOR, date(2026, 3, 7)).net_balances() != _entries_through(store, date(2026, 3, 7))
     assert sync(VENDOR, full=True)["state"] == "completed"
     assert store.books.as_of(VENDOR, date(2026, 3, 7)).net_balances() == _entries_through(store, date(2026, 3, 7))

@@ -9,7 +9,7 @@ touching its collections:
 | `rejections` | `ledger_sync_errors` |
 | `accounts` | `ledger_accounts` |
 | `vendors` | `ledger_vendor_state` (chain head, close date, counters), the app's `vendors` (read only) |
-| `balances` | `ledger_balances` (monthly movements per account) |
+| `balances` | `ledger_balances` (movements per account by month), `ledger_balance_days` (… by day) |
 | `chain` | `ledger_chain` (entries chained once, from before the chain existed) and walking the chain |
 | `periods` | `ledger_periods` (closes and reopens) |
 | `watch` | `ledger_watch_state` (the continuous sync's resume token) |
@@ -62,7 +62,7 @@ class Store:
         self.rejections = RejectionStore(db[prefix + "sync_errors"])
         self.accounts = AccountStore(db[prefix + "accounts"])
         self.vendors = VendorStore(db[prefix + "vendor_state"], db[names.vendors])
-        self.balances = BalanceStore(db[prefix + "balances"])
+        self.balances = BalanceStore(db[prefix + "balances"], db[prefix + "balance_days"])
         self.chain = ChainStore(db[prefix + "chain"], self.entries.collection, batch_size)
         self.periods = PeriodStore(db[prefix + "periods"])
         self.books = Books(self.entries, self.balances, self.vendors)

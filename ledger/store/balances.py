@@ -1,49 +1,58 @@
-"""Monthly and daily movements per account (`ledger_balances`): one document per vendor and month.
+"""Movements per account by month (`ledger_balances`) and by day (`ledger_balance_days`).
 
-`{_id: "<vendor>|<YYYY-MM>", vendorId, month, accounts: {<key>: {debit, credit}},
-days: {<DD>: {<key>: {debit, credit}}}}`, kept by `$inc` in the same transaction as the
-entries they sum (`ledger.balances`).
+`ledger_balances`: `{_id: "<vendor>|<YYYY-MM>", vendorId, month, accounts: {<key>: {debit, credit}}}`,
+small, so the books now or as of a month's start read a dozen small documents.
+`ledger_balance_days`: `{_id: "<vendor>|<YYYY-MM>", vendorId, month, days: {<DD>: {<key>: {debit, credit,
+lines}}}}`, read one month at a time (the books through a day, where an account's lines are). Kept
+apart because the server decodes a whole document before it projects: days held in the month
+documents made every trial balance pay for every day. Both are kept by `$inc` in the same transaction
+as the entries they sum (`ledger.balances`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from decimal import Decimal
 from typing import Any
 
-from bson.decimal128 import Decimal128
 from pymongo import ASCENDING, ReplaceOne, UpdateOne
 from pymongo.client_session import ClientSession
 from pymongo.collection import Collection
 
-from ledger.balances import by_month
+from ledger.balances import LineCounts, by_month
 from ledger.parsing import to_decimal128
 from ledger.store.codec import cents
 from ledger.verification import Balances
 
 
 class BalanceStore:
-    def __init__(self, collection: Collection):
-        self.collection = collection
+    def __init__(self, months: Collection, days: Collection):
+        self.months = months
+        self.days = days
 
     def ensure_indexes(self) -> None:
-        self.collection.create_index([("vendorId", ASCENDING), ("month", ASCENDING)], name="by_vendor_month")
+        for collection in (self.months, self.days):
+            collection.create_index([("vendorId", ASCENDING), ("month", ASCENDING)], name="by_vendor_month")
 
-    def add(self, vendor_id: str, daily: Mapping[str, Balances], session: ClientSession | None = None) -> None:
-        """Add a batch's movements by day (one upsert per month it touches, its days with it)."""
-        sums: dict[str, dict[str, Decimal]] = {}
+    def add(self, vendor_id: str, daily: Mapping[str, Balances], lines: LineCounts,
+            session: ClientSession | None = None) -> None:
+        """Add a batch's movements by day: one upsert per month it touches in each collection."""
+        totals: dict[str, dict[str, Any]] = {}
+        by_day: dict[str, dict[str, Any]] = {}
         for day, balances in daily.items():
-            month = sums.setdefault(day[:7], {})
+            month, days = totals.setdefault(day[:7], {}), by_day.setdefault(day[:7], {})
             for side, amounts in (("debit", balances.debits), ("credit", balances.credits)):
                 for account, amount in amounts.items():
-                    for path in (f"accounts.{account}.{side}", f"days.{day[8:]}.{account}.{side}"):
-                        month[path] = month.get(path, _ZERO) + amount
-        updates = [UpdateOne({"_id": f"{vendor_id}|{month}"},
-                             {"$inc": {path: to_decimal128(amount) for path, amount in changes.items()},
-                              "$setOnInsert": {"vendorId": vendor_id, "month": month}}, upsert=True)
-                   for month, changes in sums.items()]
-        if updates:
-            self.collection.bulk_write(updates, ordered=True, session=session)
+                    month[f"accounts.{account}.{side}"] = month.get(f"accounts.{account}.{side}", _ZERO) + amount
+                    days[f"days.{day[8:]}.{account}.{side}"] = to_decimal128(amount)
+            for account, count in lines.get(day, {}).items():
+                days[f"days.{day[8:]}.{account}.lines"] = count
+        if not totals:
+            return
+        self.months.bulk_write([_upsert(vendor_id, month, {path: to_decimal128(amount)
+                                                           for path, amount in changes.items()})
+                                for month, changes in totals.items()], ordered=True, session=session)
+        self.days.bulk_write([_upsert(vendor_id, month, changes) for month, changes in by_day.items()],
+                             ordered=True, session=session)
 
     def monthly(self, vendor_id: str, before_month: str | None = None) -> dict[str, Balances]:
         """The vendor's movements by month (only the months before `before_month`, if given)."""
@@ -51,33 +60,52 @@ class BalanceStore:
         if before_month is not None:
             query["month"] = {"$lt": before_month}
         return {doc["month"]: _balances(doc.get("accounts") or {})
-                for doc in self.collection.find(query, {"days": 0}).sort("month", ASCENDING)}
+                for doc in self.months.find(query).sort("month", ASCENDING)}
 
     def days_of(self, vendor_id: str, month: str) -> dict[str, Balances]:
         """The movements of each day of one month (`YYYY-MM-DD` → balances)."""
-        doc = self.collection.find_one({"_id": f"{vendor_id}|{month}"}, {"days": 1}) or {}
+        doc = self.days.find_one({"_id": f"{vendor_id}|{month}"}) or {}
         return {f"{month}-{day}": _balances(accounts) for day, accounts in sorted((doc.get("days") or {}).items())}
 
-    def daily(self, vendor_id: str) -> dict[str, Balances]:
-        """Every day's movements the vendor's months hold (the full sync's check against the entries)."""
-        return {f"{doc['month']}-{day}": _balances(accounts)
-                for doc in self.collection.find({"vendorId": vendor_id}, {"month": 1, "days": 1})
-                for day, accounts in (doc.get("days") or {}).items()}
+    def lines_by_day(self, vendor_id: str, month: str, account: str) -> dict[str, int]:
+        """How many lines each day of one month has on `account` (`YYYY-MM-DD` → count; days without none)."""
+        doc = self.days.find_one({"_id": f"{vendor_id}|{month}"}) or {}
+        return {f"{month}-{day}": int(accounts[account].get("lines", 0))
+                for day, accounts in sorted((doc.get("days") or {}).items()) if account in accounts}
 
-    def replace(self, vendor_id: str, daily: Mapping[str, Balances]) -> None:
-        """Rebuild a vendor's months from what the entries say, by day (a full sync, or a ledger
-        written before these balances existed)."""
+    def daily(self, vendor_id: str) -> tuple[dict[str, Balances], LineCounts]:
+        """Every day's movements and line counts (the full sync's check against the entries)."""
+        movements: dict[str, Balances] = {}
+        lines: LineCounts = {}
+        for doc in self.days.find({"vendorId": vendor_id}):
+            for day, accounts in (doc.get("days") or {}).items():
+                key = f"{doc['month']}-{day}"
+                movements[key] = _balances(accounts)
+                lines[key] = {account: int(value.get("lines", 0)) for account, value in accounts.items()}
+        return movements, lines
+
+    def replace(self, vendor_id: str, daily: Mapping[str, Balances], lines: LineCounts) -> None:
+        """Rebuild a vendor's months and days from what the entries say (a full sync that found them
+        wrong, or a ledger written before this layout)."""
         months = by_month(daily)
-        operations: list[Any] = [ReplaceOne({"_id": f"{vendor_id}|{month}"}, {
-            "vendorId": vendor_id, "month": month, "accounts": _accounts(balances),
-            "days": {day[8:]: _accounts(moved) for day, moved in daily.items() if day[:7] == month}}, upsert=True)
-            for month, balances in months.items()]
-        self.collection.delete_many({"vendorId": vendor_id, "month": {"$nin": list(months)}})
-        if operations:
-            self.collection.bulk_write(operations, ordered=False)
+        for collection, documents in (
+                (self.months, {month: {"accounts": _accounts(balances)} for month, balances in months.items()}),
+                (self.days, {month: {"days": {day[8:]: _accounts(moved, lines.get(day, {}))
+                                              for day, moved in daily.items() if day[:7] == month}}
+                             for month in months})):
+            collection.delete_many({"vendorId": vendor_id, "month": {"$nin": list(months)}})
+            if documents:
+                collection.bulk_write([ReplaceOne({"_id": f"{vendor_id}|{month}"},
+                                                  {"vendorId": vendor_id, "month": month, **fields}, upsert=True)
+                                       for month, fields in documents.items()], ordered=False)
 
 
 _ZERO = cents(0)
+
+
+def _upsert(vendor_id: str, month: str, increments: dict[str, Any]) -> UpdateOne:
+    return UpdateOne({"_id": f"{vendor_id}|{month}"},
+                     {"$inc": increments, "$setOnInsert": {"vendorId": vendor_id, "month": month}}, upsert=True)
 
 
 def _balances(accounts: Mapping[str, Mapping[str, Any]]) -> Balances:
@@ -85,7 +113,11 @@ def _balances(accounts: Mapping[str, Mapping[str, Any]]) -> Balances:
                     credits={key: cents(value.get("credit", 0)) for key, value in accounts.items()})
 
 
-def _accounts(balances: Balances) -> dict[str, dict[str, Decimal128]]:
-    return {account: {"debit": to_decimal128(balances.debits.get(account, _ZERO)),
-                      "credit": to_decimal128(balances.credits.get(account, _ZERO))}
-            for account in sorted(set(balances.debits) | set(balances.credits))}
+def _accounts(balances: Balances, lines: Mapping[str, int] | None = None) -> dict[str, dict[str, Any]]:
+    accounts: dict[str, dict[str, Any]] = {}
+    for account in sorted(set(balances.debits) | set(balances.credits)):
+        accounts[account] = {"debit": to_decimal128(balances.debits.get(account, _ZERO)),
+                             "credit": to_decimal128(balances.credits.get(account, _ZERO))}
+        if lines is not None:
+            accounts[account]["lines"] = lines.get(account, 0)
+    return accounts

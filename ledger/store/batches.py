@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from pymongo.client_session import ClientSession
 
+from ledger.balances import LineCounts
 from ledger.chain import Head
 from ledger.sources import Rejection
 from ledger.store.accounts import is_expense
@@ -41,6 +42,7 @@ class BatchWrite:
     expected_head: Head = field(default_factory=Head)
     new_head: Head = field(default_factory=Head)
     movements: Mapping[str, Balances] = field(default_factory=dict)  # by day
+    lines: LineCounts = field(default_factory=dict)  # by day
     new_accounts: set[str] = field(default_factory=set)
     rejections: list[Rejection] = field(default_factory=list)
     source_type: str = ""
@@ -61,7 +63,7 @@ def write_batch(store: Store, batch: BatchWrite) -> SyncRun | None:
             store.vendors.note_id_types(batch.vendor_id, batch.source_type, batch.new_id_types, session)
         if batch.entries:
             store.entries.insert_chained(batch.entries, session)
-            store.balances.add(batch.vendor_id, batch.movements, session)
+            store.balances.add(batch.vendor_id, batch.movements, batch.lines, session)
             if not store.vendors.advance_head(batch.vendor_id, batch.expected_head, batch.new_head, session):
                 raise ChainMoved(f"the chain of vendor {batch.vendor_id} is no longer at place "
                                  f"{batch.expected_head.seq}: another process wrote its ledger; nothing of this "

@@ -14,6 +14,7 @@ from pymongo.client_session import ClientSession
 from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError
 
+from ledger.balances import LineCounts
 from ledger.entries import ZERO, JournalEntry
 from ledger.ids import id_key
 from ledger.store.bulk import DUPLICATE_KEY, insert_new
@@ -291,15 +292,15 @@ class EntryStore:
 
     # ---- sums, added up by the server -------------------------------------------
 
-    def daily_movements(self, vendor_id: str) -> dict[str, Balances]:
-        """Debits and credits per account per day of every entry, added up by the server (the
-        periodic proof of `ledger_balances`, and how a ledger from before them gets them)."""
+    def daily_movements(self, vendor_id: str) -> tuple[dict[str, Balances], LineCounts]:
+        """Debits, credits and line counts per account per day of every entry, added up by the server
+        (the periodic proof of the balances by month and day, and how a ledger from before them gets them)."""
         return _day_rows_to_balances(self.collection.aggregate([
             {"$match": {"vendorId": vendor_id}},
             {"$unwind": "$lines"},
             {"$group": {"_id": {"day": {"$dateToString": {"format": "%Y-%m-%d", "date": "$date"}},
                                 "account": "$lines.account"},
-                        "debit": {"$sum": "$lines.debit"}, "credit": {"$sum": "$lines.credit"}}},
+                        "debit": {"$sum": "$lines.debit"}, "credit": {"$sum": "$lines.credit"}, "lines": {"$sum": 1}}},
         ]))
 
     def movements_between(self, vendor_id: str, start: datetime, end: datetime) -> Balances:
@@ -391,14 +392,16 @@ class EntryStore:
                                          credits={row["_id"]: cents(row["credit"]) for row in rows}))
 
 
-def _day_rows_to_balances(rows: Iterable[dict[str, Any]]) -> dict[str, Balances]:
+def _day_rows_to_balances(rows: Iterable[dict[str, Any]]) -> tuple[dict[str, Balances], LineCounts]:
     debits: dict[str, dict[str, Decimal]] = {}
     credits: dict[str, dict[str, Decimal]] = {}
+    lines: LineCounts = {}
     for row in rows:
         day, account = row["_id"]["day"], row["_id"]["account"]
         debits.setdefault(day, {})[account] = cents(row["debit"])
         credits.setdefault(day, {})[account] = cents(row["credit"])
-    return {day: Balances(debits=debits[day], credits=credits[day]) for day in sorted(debits)}
+        lines.setdefault(day, {})[account] = int(row["lines"])
+    return {day: Balances(debits=debits[day], credits=credits[day]) for day in sorted(debits)}, lines
 
 
 def _posting_identity(document: dict[str, Any]) -> tuple[Any, ...]:

@@ -12,7 +12,7 @@ from pymongo.errors import DuplicateKeyError
 
 from ledger.chain import Head
 
-BALANCES_WITH_DAYS = "days"  # the layout of `ledger_balances` a vendor's are built in
+BALANCES_LAYOUT = "days-apart"  # how a vendor's balances are built (older: `true`, then "days" inside the months)
 
 
 class VendorStore:
@@ -112,11 +112,11 @@ class VendorStore:
         return False
 
     def balances_built(self, vendor_id: str) -> bool:
-        """Whether the vendor's `ledger_balances` hold its days too (built before them: `true`)."""
-        return self.state_of(vendor_id).get("balancesBuilt") == BALANCES_WITH_DAYS
+        """Whether the vendor's balances by month and by day are built in this version's layout."""
+        return self.state_of(vendor_id).get("balancesBuilt") == BALANCES_LAYOUT
 
     def mark_balances_built(self, vendor_id: str) -> None:
-        self.state.update_one({"_id": vendor_id}, {"$set": {"balancesBuilt": BALANCES_WITH_DAYS}}, upsert=True)
+        self.state.update_one({"_id": vendor_id}, {"$set": {"balancesBuilt": BALANCES_LAYOUT}}, upsert=True)
 
     def next_expense_codes(self, vendor_id: str, count: int, session: ClientSession | None = None) -> list[int]:
         """`count` new numbers for expense accounts (6001, 6002, … in the order first posted, never reused)."""
