@@ -185,13 +185,14 @@ def measure_changes(db, env: dict, vendor_id: str, documents: int, full: dict, r
         "resyncWithRejectedCommands": resync_rejected["commandsTotal"],
         "reads": {name: {"commands": read["commands"], "ms": round(read["seconds"] * 1000, 1)}
                   for name, read in books.items()},
+        "agingOpenDocuments": books["aging"]["openDocuments"],
         "exportBytes": export["bytes"], "exportPeakRssMb": round(export["peakRssMb"], 1),
     }
 
 
 CHANGE_FIGURES = ("fixOverResync", "fixCommands", "monthShare", "monthOverFull", "monthCommands",
                   "rejectedOutstanding", "resyncWithRejectedOverFull", "resyncWithRejectedCommands", "reads",
-                  "exportBytes", "exportPeakRssMb")
+                  "agingOpenDocuments", "exportBytes", "exportPeakRssMb")
 
 
 def measure_nightly(client: MongoClient, env: dict, vendors: int, changed: int) -> dict:
@@ -314,6 +315,11 @@ def render(result: dict) -> str:
             big = large["reads"][name]
             lines.append(f"| {name} | {read['commands']:g} / {big['commands']:g} | {read['ms']} / {big['ms']} | "
                          f"{round(big['ms'] / read['ms'], 2) if read['ms'] else '—'} |")
+        opened = (small["agingOpenDocuments"], large["agingOpenDocuments"])
+        lines.append(f"Aging adds up the documents open on the day: {opened[0]:,} at N, {opened[1]:,} at 4N "
+                     f"({round(opened[1] / opened[0], 2) if opened[0] else '—'}×); per open document "
+                     f"{round(small['reads']['aging']['ms'] / max(opened[0], 1), 3)} ms at N, "
+                     f"{round(large['reads']['aging']['ms'] / max(opened[1], 1), 3)} ms at 4N")
         growth = round(large["exportPeakRssMb"] / small["exportPeakRssMb"], 2)
         lines.append(f"Export (Beancount, streamed): peak RSS {small['exportPeakRssMb']} MB at N, "
                      f"{large['exportPeakRssMb']} MB at 4N ({growth}), {small['exportBytes']:,} and "

@@ -20,11 +20,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any
 
 from bson.decimal128 import Decimal128
 
 from ledger.ids import id_key
+from ledger.parsing import decimal_of_bid
 
 GENESIS = "0" * 64
 _ID_FIELDS = ("id", "paymentId")
@@ -80,20 +82,27 @@ def iso_millis(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
-def _canonical_value(value: Any) -> Any:
+def _canonical_scalar(value: Any) -> Any:
+    """What JSON itself has no form for: dates, amounts and any other BSON value (ids)."""
     if isinstance(value, datetime):
         return iso_millis(value)
     if isinstance(value, Decimal128):
-        return str(value.to_decimal())
+        return _decimal128_text(value.bid)
     if isinstance(value, Decimal):
         return str(value)
     if isinstance(value, Mapping):
-        return {str(key): _canonical_value(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_canonical_value(item) for item in value]
-    if value is None or isinstance(value, str | bool | int | float):
-        return value
+        return dict(value)
     return id_key(value)  # any other BSON value, exactly
+
+
+@lru_cache(maxsize=1 << 12)
+def _decimal128_text(bid: bytes) -> str:
+    """An amount's decimal string (amounts repeat: decoding each Decimal128 anew was the hash's main cost)."""
+    return str(decimal_of_bid(bid))
+
+
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, check_circular=False,
+                            default=_canonical_scalar)  # the C encoder: hashing is most of a sync's own CPU
 
 
 def canonical(entry: Mapping[str, Any], seq: int) -> str:
@@ -104,7 +113,7 @@ def canonical(entry: Mapping[str, Any], seq: int) -> str:
             source[name] = id_key(source[name])
     document = {"vendorId": entry.get("vendorId"), "seq": seq, "_id": entry.get("_id"), "date": entry.get("date"),
                 "source": source, "lines": list(entry.get("lines") or []), "reversalOf": entry.get("reversalOf")}
-    return json.dumps(_canonical_value(document), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _ENCODER.encode(document)
 
 
 def entry_hash(previous: str, entry: Mapping[str, Any], seq: int) -> str:
@@ -139,7 +148,7 @@ def balanced(entry: Mapping[str, Any]) -> bool:
 
 def _amount(value: Any) -> Decimal:
     if isinstance(value, Decimal128):
-        return value.to_decimal()
+        return decimal_of_bid(value.bid)
     try:
         return Decimal(str(value))
     except ArithmeticError:

@@ -7,8 +7,10 @@ from decimal import Decimal
 
 import pytest
 from bson.decimal128 import Decimal128
+from hypothesis import given
+from hypothesis import strategies as st
 
-from ledger.parsing import InvalidValue, to_decimal, to_money, to_utc_datetime
+from ledger.parsing import InvalidValue, decimal_of_bid, to_decimal, to_money, to_utc_datetime
 
 D = Decimal
 
@@ -47,6 +49,14 @@ def test_float_is_read_through_its_shortest_repr_not_its_binary_value():
     assert to_decimal(0.1 + 0.2) == D("0.30000000000000004")
     assert D(2.675) < D("2.675")  # the binary value would round down to 2.67
     assert to_money(2.675) == D("2.68")
+
+
+@given(st.one_of(st.binary(min_size=16, max_size=16),
+                 st.decimals(allow_nan=False, places=2, min_value=-10**15, max_value=10**15).map(
+                     lambda amount: Decimal128(amount).bid)))
+def test_a_decimal128_decodes_to_the_same_decimal_as_bson_decodes_it(bid):
+    """Every 16 bytes, amounts and odd forms alike: the same sign, digits and exponent (NaN, infinity too)."""
+    assert repr(decimal_of_bid(bid)) == repr(Decimal128.from_bid(bid).to_decimal())
 
 
 def test_unrounded_decimal_keeps_quantities_and_prices_exact():
