@@ -75,14 +75,12 @@ class BalanceStore:
 
     def days_of(self, vendor_id: str, month: str) -> dict[str, Balances]:
         """The movements of each day of one month (`YYYY-MM-DD` → balances)."""
-        doc = self.days.find_one({"_id": f"{vendor_id}|{month}"}) or {}
-        return {f"{month}-{day}": _balances(accounts) for day, accounts in sorted((doc.get("days") or {}).items())}
+        return {day: _balances(accounts) for day, accounts in self._days_of_month(vendor_id, month)}
 
     def lines_by_day(self, vendor_id: str, month: str, account: str) -> dict[str, int]:
         """How many lines each day of one month has on `account` (`YYYY-MM-DD` → count; days without none)."""
-        doc = self.days.find_one({"_id": f"{vendor_id}|{month}"}) or {}
-        return {f"{month}-{day}": int(accounts[account].get("lines", 0))
-                for day, accounts in sorted((doc.get("days") or {}).items()) if account in accounts}
+        return {day: int(accounts[account].get("lines", 0))
+                for day, accounts in self._days_of_month(vendor_id, month) if account in accounts}
 
     def daily(self, vendor_id: str) -> tuple[dict[str, Balances], LineCounts]:
         """Every day's movements and line counts (the full sync's check against the entries)."""
@@ -94,6 +92,10 @@ class BalanceStore:
                 movements[key] = _balances(accounts)
                 lines[key] = {account: int(value.get("lines", 0)) for account, value in accounts.items()}
         return movements, lines
+
+    def _days_of_month(self, vendor_id: str, month: str) -> list[tuple[str, Mapping[str, Mapping[str, Any]]]]:
+        doc = self.days.find_one({"_id": f"{vendor_id}|{month}"}) or {}
+        return [(f"{month}-{day}", accounts) for day, accounts in sorted((doc.get("days") or {}).items())]
 
     def replace(self, vendor_id: str, daily: Mapping[str, Balances], lines: LineCounts) -> None:
         """Rebuild a vendor's months and days from what the entries say (a full sync that found them
