@@ -88,7 +88,7 @@ async def assert_fits(page: Page, where: str) -> None:
 
 async def test_running_button_reopen_and_toast_after_closing_mid_sync(api, http, mongo, new_vendor, open_dashboard):
     vendor = new_vendor("toast")
-    load_demo(mongo, vendor, 4000)  # a sync that lasts long enough to reload, close and reopen it
+    load_demo(mongo, vendor, 2500)  # a sync that lasts long enough to reload, close and reopen it
     page = await open_dashboard(vendor, viewport=LAPTOP)
     button = tid(page, "sync-data-button")
     await expect(button).to_have_attribute("data-state", "idle")
@@ -124,7 +124,7 @@ async def test_running_button_reopen_and_toast_after_closing_mid_sync(api, http,
     # The end is told by a toast while the dialog is closed: the demo set's four broken documents.
     for shown in (page, other):
         toast = tid(shown, "toast")
-        await expect(toast).to_have_count(1, timeout=60_000)
+        await expect(toast).to_have_count(1, timeout=120_000)  # the whole sync, on a slow machine under load
         await expect(toast).to_have_attribute("data-kind", "rejections")
         await expect(toast).to_have_attribute("data-sync-id", sync_id)
         await expect(tid(shown, "toast-title")).to_have_text("Sync complete — 4 documents rejected")
