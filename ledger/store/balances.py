@@ -94,6 +94,7 @@ class BalanceStore:
         return movements, lines
 
     def _days_of_month(self, vendor_id: str, month: str) -> list[tuple[str, Mapping[str, Mapping[str, Any]]]]:
+        """One month's days in date order (`YYYY-MM-DD`, accounts), read in one index lookup."""
         doc = self.days.find_one({"_id": f"{vendor_id}|{month}"}) or {}
         return [(f"{month}-{day}", accounts) for day, accounts in sorted((doc.get("days") or {}).items())]
 

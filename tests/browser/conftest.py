@@ -25,6 +25,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 375, "height": 812}
+RUN_TIMEOUT = 120_000  # ms, for a whole sync at batch size 25 (a slow 2-core machine under the whole suite's load)
 
 RECORDER = r"""
 (() => {

@@ -17,7 +17,7 @@ import pytest
 from bson import ObjectId
 from playwright.async_api import Page, expect
 
-from tests.browser.conftest import SCREENSHOTS
+from tests.browser.conftest import RUN_TIMEOUT, SCREENSHOTS
 from tests.stack import bearer, load_demo
 
 pytestmark = pytest.mark.browser
@@ -124,7 +124,7 @@ async def test_running_button_reopen_and_toast_after_closing_mid_sync(api, http,
     # The end is told by a toast while the dialog is closed: the demo set's four broken documents.
     for shown in (page, other):
         toast = tid(shown, "toast")
-        await expect(toast).to_have_count(1, timeout=120_000)  # the whole sync, on a slow machine under load
+        await expect(toast).to_have_count(1, timeout=RUN_TIMEOUT)
         await expect(toast).to_have_attribute("data-kind", "rejections")
         await expect(toast).to_have_attribute("data-sync-id", sync_id)
         await expect(tid(shown, "toast-title")).to_have_text("Sync complete — 4 documents rejected")

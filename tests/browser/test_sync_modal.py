@@ -14,14 +14,13 @@ import time
 import pytest
 from playwright.async_api import Page, expect
 
-from tests.browser.conftest import DESKTOP, PHONE, SCREENSHOTS
+from tests.browser.conftest import DESKTOP, PHONE, RUN_TIMEOUT, SCREENSHOTS
 from tests.stack import bearer, load_demo
 
 pytestmark = pytest.mark.browser
 
 STEPS = ["check_existing", "sales_invoices", "purchase_invoices", "expenses", "complete"]
 STAT_KEYS = ["synced", "skipped", "reversed", "errors"]
-RUN_TIMEOUT = 120_000  # ms, for a whole sync (a slow 2-core machine under the whole suite's load)
 TERMINAL = ("completed", "cancelled", "failed")
 
 
