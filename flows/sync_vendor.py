@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import uuid
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any, cast
 
@@ -185,9 +187,10 @@ def sync_documents(context: SyncContext, step: str) -> dict[str, Any]:
 def complete(context: SyncContext) -> dict[str, Any]:
     """Final verification and statistics, on what the database holds.
 
-    The entries this attempt placed in the chain are read back (one read on an index) and,
-    for a first attempt, those carrying this sync's id counted: both must be what the sync
-    meant to write, and the chain head must have moved by exactly that many entries.
+    What the database holds of this attempt is read back in one read on an index (a first
+    attempt's: every entry carrying the sync's id; a resumed one's: the entries after its start
+    in the chain): it must be what the attempt meant to write, in exactly the places the chain
+    head moved over.
     With the books the attempt started from, the trial balance must net to zero and the
     monthly balances add up to it. The receivable and payable accounts must equal the open
     balances of the documents behind them: a first attempt that read every document added
@@ -200,19 +203,28 @@ def complete(context: SyncContext) -> dict[str, Any]:
     run = _start_step(context, COMPLETE, unless_completed=False)
     assert run is not None and run.ledger_at_start is not None
     start = run.ledger_at_start
-    written = store.entries.written_after(vendor, start["seq"], context.sync_id)
     meant = balances_from_document(run.ledger_delta)
-    _fail_unless_same(written, meant, run.entries_written, "entries placed in the chain by this sync")
-    # Those are all this sync's and no other entry carries its id: then what carries its id is
-    # exactly what it meant to write (added up by the server only to name the difference).
-    if run.attempts == 1 and (written.foreign or
-                              store.entries.count_of_sync(vendor, context.sync_id) != written.entries):
-        _fail_unless_same(store.entries.written_by(vendor, context.sync_id), meant, run.entries_written,
-                          "entries carrying this sync's id")
-        raise LedgerInconsistent(f"{written.foreign} of the entries placed in the chain by this sync carry another "
-                                 "sync's id. Something else changed ledger_entries during the sync: run "
-                                 "`ledger-sync verify` once it is explained")
     head = store.vendors.head(vendor) or Head()
+    if run.attempts == 1:
+        written = store.entries.written_by(vendor, context.sync_id)
+        _fail_unless_same(written, meant, run.entries_written, "entries carrying this sync's id")
+        # They hold exactly the places the head moved over: the chain's unique index leaves no room
+        # there for another entry, so one read covers both what carries the id and what is in the chain.
+        moved_over = (start["seq"] + 1, head.seq) if written.entries else None
+        if written.unplaced or written.places != moved_over:
+            held = f"places {written.places[0]} to {written.places[1]}" if written.places else "no places"
+            raise LedgerInconsistent(
+                f"the entries carrying this sync's id hold {held} of the chain"
+                f"{f' ({written.unplaced} of them none)' if written.unplaced else ''}, but it moved the chain "
+                f"from place {start['seq']} to {head.seq}. Something else changed ledger_entries during the sync: "
+                "run `ledger-sync verify` once it is explained")
+    else:  # earlier attempts' entries carry the same id: this attempt's are those after its start
+        written = store.entries.written_after(vendor, start["seq"], context.sync_id)
+        _fail_unless_same(written, meant, run.entries_written, "entries placed in the chain by this sync")
+        if written.foreign:
+            raise LedgerInconsistent(f"{written.foreign} of the entries placed in the chain by this sync carry "
+                                     "another sync's id. Something else changed ledger_entries during the sync: "
+                                     "run `ledger-sync verify` once it is explained")
     if head.seq != start["seq"] + written.entries:
         raise LedgerInconsistent(f"the chain head is at {head.seq}, but this sync started at {start['seq']} and "
                                  f"wrote {written.entries} entries")
@@ -308,7 +320,6 @@ def sync_vendor_ledger(vendor_id: str, date_from: str | None = None, date_to: st
                        run.sync_id, run.attempts, vendor_id)
         current = store.runs.get(run.sync_id)
         return summary_view(current or run)
-    _name_flow_run(run)
     context = SyncContext(sync_id=run.sync_id, vendor_id=vendor_id, attempt=run.attempts, owner=owner,
                           parameters=run.sync_parameters, changed_since=run.since,
                           base_currency=store.vendors.base_currency(vendor_id, settings.ledger_base_currency),
@@ -317,7 +328,8 @@ def sync_vendor_ledger(vendor_id: str, date_from: str | None = None, date_to: st
     # A micro-batch of the continuous sync is over in moments: no progress bar to follow.
     shown = contextlib.nullcontext() if context.parameters.documents else \
         artifacts.ProgressArtifact(context.sync_id, vendor_id)
-    with vendor_slot(vendor_id, enabled=prefect_slot and settings.ledger_vendor_concurrency_limit), heartbeat, shown:
+    with vendor_slot(vendor_id, enabled=prefect_slot and settings.ledger_vendor_concurrency_limit), heartbeat, shown, \
+            _flow_run_named(run):
         try:
             store.runs.update(context.guard, {field("state"): RunState.RUNNING, field("heartbeat_at"): utc_now()})
             logger.info("sync started vendor=%s sync=%s parameters=%s", vendor_id, context.sync_id,
@@ -439,23 +451,34 @@ def _explain(error: Exception) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-def _name_flow_run(run: SyncRun) -> None:
+@contextlib.contextmanager
+def _flow_run_named(run: SyncRun) -> Iterator[None]:
     """Name and tag this flow run as the API and the schedules do (`flows.deployments`): a run started
-    in-process (the CLI, the watcher) only learns its sync id here, so the Prefect UI shows every sync alike."""
+    in-process (the CLI, the watcher) only learns its sync id here, so the Prefect UI shows every sync alike.
+    On a thread of its own while the sync runs: a round trip to Prefect's API is no reason to hold it up."""
     try:
         flow_run = get_run_context().flow_run  # type: ignore[union-attr]
     except Exception:  # noqa: BLE001 - outside a flow run there is nothing to name
-        return
-    if flow_run is None:
-        return
+        flow_run = None
     name, tags = flow_run_name(run.sync_id, run.attempts), run_tags(run.vendor_id, run.sync_id, run.attempts)
-    if flow_run.name == name and set(tags) <= set(flow_run.tags):
-        return  # started by a deployment run, already named
+    if flow_run is None or (flow_run.name == name and set(tags) <= set(flow_run.tags)):
+        yield  # not a flow run, or one started by a deployment run, already named
+        return
+    logger = get_run_logger()
+
+    def rename() -> None:
+        try:
+            with get_client(sync_client=True) as client:
+                client.update_flow_run(flow_run.id, name=name, tags=sorted({*flow_run.tags, *tags}))
+        except Exception as error:  # noqa: BLE001 - a name is no reason to stop a sync
+            logger.warning("sync %s: the flow run could not be named: %s", run.sync_id, error)
+
+    naming = threading.Thread(target=rename, name=f"name-{run.sync_id}", daemon=True)
+    naming.start()
     try:
-        with get_client(sync_client=True) as client:
-            client.update_flow_run(flow_run.id, name=name, tags=sorted({*flow_run.tags, *tags}))
-    except Exception as error:  # noqa: BLE001 - a name is no reason to stop a sync
-        get_run_logger().warning("sync %s: the flow run could not be named: %s", run.sync_id, error)
+        yield
+    finally:
+        naming.join(timeout=30)
 
 
 def _flow_run_id() -> str | None:

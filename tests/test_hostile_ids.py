@@ -162,6 +162,29 @@ def test_an_entry_added_behind_the_syncs_back_with_its_id_fails_it_naming_the_am
     assert "10.00" in run["error"], run["error"]
 
 
+def test_an_entry_taken_out_of_the_chain_behind_the_syncs_back_fails_it(db, store, sync, monkeypatch):
+    """Its id, its amounts and the count are as written: only the places in the chain show it."""
+    from flows.database import reset_clients
+
+    monkeypatch.setenv("LEDGER_BATCH_SIZE", "2")
+    reset_clients()
+    insert(db, "salesinvoices", *[sales(f"S{n}", subtotal=f"{n}0.00") for n in range(1, 5)])
+    batches = []
+
+    def tamper(batch):
+        batches.append(batch)
+        if len(batches) == 2:
+            db.ledger_entries.update_one({"source.id": "S1"}, {"$unset": {"seq": "", "hash": ""}})
+
+    after_each_batch(monkeypatch, tamper)
+    with contextlib.suppress(Exception):  # a failed sync raises in the flow
+        sync("v1")
+    run = db.ledger_sync_runs.find_one({"vendorId": "v1"})
+    assert run["state"] == "failed"
+    assert "hold places 2 to 4 of the chain (1 of them none)" in run["error"], run["error"]
+    assert "moved the chain from place 0 to 4" in run["error"], run["error"]
+
+
 def test_the_cli_exits_1_when_verification_fails(db, prefect_server, monkeypatch, capsys):
     from prefect.settings import PREFECT_API_URL
 

@@ -42,6 +42,8 @@ class Written:
     unbalanced: int
     balances: Balances
     foreign: int = 0  # entries carrying another sync's id
+    places: tuple[int, int] | None = None  # the lowest and the highest place in the chain they hold
+    unplaced: int = 0  # entries without a place in the chain
 
 
 def _line_sum(side: str) -> dict[str, Any]:
@@ -345,26 +347,31 @@ class EntryStore:
         return {"entries": row["entries"], "reversals": row["reversals"], "unbalanced": row["unbalanced"]}
 
     def written_by(self, vendor_id: str, sync_id: str) -> Written:
-        """What the ledger holds of one sync: entries, debits and credits per account, unbalanced
-        entries, added up by the server in one aggregation (index `by_sync`)."""
-        return self._written({"vendorId": vendor_id, "syncId": sync_id})
-
-    def count_of_sync(self, vendor_id: str, sync_id: str) -> int:
-        return self.collection.count_documents({"vendorId": vendor_id, "syncId": sync_id})
+        """What the ledger holds of one sync (index `by_sync`): entries, debits and credits per
+        account, unbalanced entries, and the places in the chain they hold."""
+        return self._read_back({"vendorId": vendor_id, "syncId": sync_id}, None)
 
     def written_after(self, vendor_id: str, seq: int, sync_id: str | None = None) -> Written:
         """The same for every entry placed after `seq` in the chain (index `by_chain_order`), and how
-        many of them carry a sync id other than `sync_id`.
+        many of them carry a sync id other than `sync_id`."""
+        return self._read_back({"vendorId": vendor_id, "seq": {"$gt": seq}}, sync_id)
 
-        Read back and added up here, not in an aggregation: a pipeline that checks each entry's
+    def _read_back(self, query: dict[str, Any], sync_id: str | None) -> Written:
+        """Read back and added up here, not in an aggregation: a pipeline that checks each entry's
         balance costs SecantusDB four times the read (`$reduce` over the lines, per entry)."""
         debits: dict[str, Decimal] = {}
         credits: dict[str, Decimal] = {}
-        entries = unbalanced = foreign = 0
-        for entry in self.collection.find({"vendorId": vendor_id, "seq": {"$gt": seq}},
-                                          {"_id": 0, "lines": 1, "syncId": 1}, batch_size=self.batch_size):
+        entries = unbalanced = foreign = unplaced = 0
+        low = high = None
+        for entry in self.collection.find(query, {"_id": 0, "lines": 1, "syncId": 1, "seq": 1},
+                                          batch_size=self.batch_size):
             entries += 1
             foreign += sync_id is not None and entry.get("syncId") != sync_id
+            seq = entry.get("seq")
+            if isinstance(seq, int) and not isinstance(seq, bool):
+                low, high = (seq, seq) if low is None or high is None else (min(low, seq), max(high, seq))
+            else:
+                unplaced += 1
             net = ZERO
             for line in entry.get("lines") or ():
                 debit, credit = decimal(line.get("debit", 0)), decimal(line.get("credit", 0))
@@ -373,23 +380,10 @@ class EntryStore:
                 credits[account] = credits.get(account, ZERO) + credit
                 net += debit - credit
             unbalanced += net != 0
-        return Written(entries=entries, unbalanced=unbalanced, foreign=foreign,
+        return Written(entries=entries, unbalanced=unbalanced, foreign=foreign, unplaced=unplaced,
+                       places=None if low is None or high is None else (low, high),
                        balances=Balances(debits={account: cents(total) for account, total in debits.items()},
                                          credits={account: cents(total) for account, total in credits.items()}))
-
-    def _written(self, match: dict[str, Any]) -> Written:
-        rows = list(self.collection.aggregate([
-            {"$match": match},
-            {"$project": {"lines": 1, "unbalanced": _UNBALANCED}},
-            {"$unwind": {"path": "$lines", "includeArrayIndex": "line"}},
-            # Each entry is counted once: with its first line.
-            {"$group": {"_id": "$lines.account", "debit": {"$sum": "$lines.debit"}, "credit": {"$sum": "$lines.credit"},
-                        "entries": {"$sum": {"$cond": [{"$eq": ["$line", 0]}, 1, 0]}},
-                        "unbalanced": {"$sum": {"$cond": [{"$eq": ["$line", 0]}, "$unbalanced", 0]}}}},
-        ]))
-        return Written(entries=sum(row["entries"] for row in rows), unbalanced=sum(row["unbalanced"] for row in rows),
-                       balances=Balances(debits={row["_id"]: cents(row["debit"]) for row in rows},
-                                         credits={row["_id"]: cents(row["credit"]) for row in rows}))
 
 
 def _day_rows_to_balances(rows: Iterable[dict[str, Any]]) -> tuple[dict[str, Balances], LineCounts]:
