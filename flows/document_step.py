@@ -39,6 +39,8 @@ from ledger.verification import LedgerInconsistent, balances_of, is_balanced
 
 log = logging.getLogger("ledger_sync.sync")
 
+FIRST_SPLIT_FROM = 200  # documents in a step's first batch from which its head is written on its own
+
 
 @dataclass
 class PlannedBatch:
@@ -111,6 +113,7 @@ class DocumentStep:
         self.head = Head()  # where the next planned batch goes in the chain
         self.reporter = progress.ProgressReporter(context.sync_id, context.vendor_id)
         self.cancelled = False  # set by the writer when the run record asks for it
+        self.planned_any = False  # whether a batch of this step was planned (the first is split)
 
     @property
     def type_stats(self) -> TypeStats:
@@ -131,14 +134,21 @@ class DocumentStep:
         lookup = PostedLookup(self.store, context, self.kind, self.id_types)
         previous_id = self.step_record.last_id
         remaining = query.resumed(self.step_record.phase, previous_id)
+        counted: Future[int] | None = None
         with self.reporter, BatchPipeline(self.kind.step, self.write) as pipeline:
-            # Counting (for progress) costs the server about half a read: overlap it with the first batch.
-            counted = pipeline.alongside(self.store.sources.count, remaining)
             for phase, documents in pipeline.batches(self.store.sources.batches(remaining)):
-                planned = self.plan(phase, documents, lookup, previous_id)
-                self._report_start_once_counted(counted)
-                pipeline.submit(planned)
-                previous_id = planned.last_id
+                if counted is None:
+                    # Counting (for progress) costs the server about half a read. It reads the
+                    # selection whole at the first batch and then waits while that one is planned:
+                    # the count goes there, not in the way of the read.
+                    counted = pipeline.alongside(self.store.sources.count, remaining)
+                for part in self._parts(documents):
+                    planned = self.plan(phase, part, lookup, previous_id)
+                    self._report_start_once_counted(counted)
+                    pipeline.submit(planned)
+                    previous_id = planned.last_id
+                    if self.cancelled:
+                        break
                 if self.cancelled:
                     break
         self._report_start_once_counted(counted)
@@ -149,6 +159,16 @@ class DocumentStep:
         elif parameters.full and not lookup.first_posting and not self.step_record.deletes_checked:
             self._reverse_hard_deletes(lookup.by_range, previous_id)
         return self.type_stats
+
+    def _parts(self, documents: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+        """A batch as it is written: the step's first one in two, a small head and the rest, so the
+        writer starts on the head while the rest is planned instead of waiting for the whole batch."""
+        if self.planned_any or len(documents) < FIRST_SPLIT_FROM:
+            self.planned_any = True
+            return [documents]
+        self.planned_any = True
+        head = len(documents) // 8
+        return [documents[:head], documents[head:]]
 
     def plan(self, phase: int, documents: list[dict[str, Any]], lookup: PostedLookup, previous_id: Any) -> PlannedBatch:
         """Everything one batch needs written, down to the stored documents (on the planning thread)."""
@@ -173,10 +193,11 @@ class DocumentStep:
             raise LedgerInconsistent(f"refusing to post unbalanced entries: {', '.join(unbalanced[:5])}")
         return chained([entry_to_document(entry, self.context.sync_id, now) for entry in entries], self.head)
 
-    def _report_start_once_counted(self, counted: Future[int]) -> None:
-        """Once the count is in, the step reports its start (before its first write)."""
+    def _report_start_once_counted(self, counted: Future[int] | None) -> None:
+        """Once the count is in, the step reports its start (before its first write); None: the
+        selection was empty."""
         if self.total is None:
-            self.total = self.processed + counted.result()
+            self.total = self.processed + (counted.result() if counted is not None else 0)
             self._report(force=True)
 
     def write(self, job: PlannedBatch) -> None:

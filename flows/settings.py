@@ -32,7 +32,7 @@ class Settings(BaseSettings):
     ledger_base_currency: str = "INR"
     ledger_collection_prefix: str = "ledger_"
     ledger_vendors_collection: str = "vendors"
-    ledger_batch_size: int = 1000
+    ledger_batch_size: int = 2000
     # Project-local state: the embedded database's data and its address.
     ledger_home: Path = Path(".ledger-sync")
     # Incremental syncs re-read what changed this long before the last sync
