@@ -31,6 +31,7 @@ from ledger.ids import value_of_key
 from ledger.kinds import SourceKind
 from ledger.sources import Rejection
 from ledger.store import SourceQuery, Store
+from ledger.store.balances import HeldDays
 from ledger.store.batches import BatchWrite, write_batch
 from ledger.store.codec import balances_from_document, balances_to_document, entry_to_document
 from ledger.store.runs import field
@@ -114,6 +115,7 @@ class DocumentStep:
         self.reporter = progress.ProgressReporter(context.sync_id, context.vendor_id)
         self.cancelled = False  # set by the writer when the run record asks for it
         self.planned_any = False  # whether a batch of this step was planned (the first is split)
+        self.held_days = HeldDays()  # the balances' days as this step last wrote them
 
     @property
     def type_stats(self) -> TypeStats:
@@ -231,7 +233,7 @@ class DocumentStep:
             entries=records, expected_head=expected, new_head=new, movements=daily_movements(entries),
             lines=line_counts(entries),
             new_accounts=accounts, rejections=rejections, source_type=self.kind.type, new_id_types=id_types,
-            posted_at=posted_at))
+            posted_at=posted_at, held_days=self.held_days))
         self.known_accounts |= accounts
         self.id_types |= id_types
         return run

@@ -25,6 +25,16 @@ from ledger.store.codec import cents
 from ledger.verification import Balances
 
 
+class HeldDays:
+    """The days of the months one writer wrote last, as it wrote them, so its next batch need not
+    read them back. Only the writer holding the chain's head writes them (`write_batch` moves the
+    head in the same transaction, and fails if another moved it), so what it wrote last is what the
+    database holds. Updated only once a batch has committed."""
+
+    def __init__(self) -> None:
+        self.months: dict[str, dict[str, Any]] = {}
+
+
 class BalanceStore:
     def __init__(self, months: Collection, days: Collection):
         self.months = months
@@ -35,11 +45,12 @@ class BalanceStore:
             collection.create_index([("vendorId", ASCENDING), ("month", ASCENDING)], name="by_vendor_month")
 
     def add(self, vendor_id: str, daily: Mapping[str, Balances], lines: LineCounts,
-            session: ClientSession | None = None) -> None:
+            session: ClientSession | None = None, held: HeldDays | None = None) -> dict[str, dict[str, Any]]:
         """Add a batch's movements by day: an `$inc` per month it touches on the months' totals, and
-        each touched month's days read, added to and written back whole (in the batch's transaction,
-        so a concurrent writer conflicts and retries: `$inc` on thousands of day paths cost the server
-        three times as much as rewriting the documents)."""
+        each touched month's days added to and written back whole (in the batch's transaction, so a
+        concurrent writer conflicts and retries: `$inc` on thousands of day paths cost the server
+        three times as much as rewriting the documents). The days are read, or taken from `held`
+        (what this writer wrote last); the days as written, by month, are returned for it."""
         totals: dict[str, dict[str, Decimal]] = {}
         for day, balances in daily.items():
             month = totals.setdefault(day[:7], {})
@@ -47,23 +58,30 @@ class BalanceStore:
                 for account, amount in amounts.items():
                     month[f"accounts.{account}.{side}"] = month.get(f"accounts.{account}.{side}", _ZERO) + amount
         if not totals:
-            return
+            return {}
         self.months.bulk_write([_upsert(vendor_id, month, {path: to_decimal128(amount)
                                                            for path, amount in changes.items()})
                                 for month, changes in totals.items()], ordered=True, session=session)
-        held = {doc["month"]: doc.get("days") or {} for doc in self.days.find(
-            {"_id": {"$in": [f"{vendor_id}|{month}" for month in totals]}}, {"month": 1, "days": 1}, session=session)}
+        known = held.months if held is not None else {}
+        days = {month: dict(known[month]) for month in totals if month in known}  # copies: `held` stays as it was
+        unread = [f"{vendor_id}|{month}" for month in totals if month not in known]
+        if unread:
+            days.update((doc["month"], doc.get("days") or {}) for doc in self.days.find(
+                {"_id": {"$in": unread}}, {"month": 1, "days": 1}, session=session))
         for day, balances in daily.items():
-            accounts = held.setdefault(day[:7], {}).setdefault(day[8:], {})
+            of_month = days.setdefault(day[:7], {})
+            accounts = of_month[day[8:]] = dict(of_month.get(day[8:]) or {})
             counts = lines.get(day, {})
             for account in set(balances.debits) | set(balances.credits) | set(counts):
-                value = accounts.setdefault(account, {})
-                value["debit"] = to_decimal128(cents(value.get("debit", 0)) + balances.debits.get(account, _ZERO))
-                value["credit"] = to_decimal128(cents(value.get("credit", 0)) + balances.credits.get(account, _ZERO))
-                value["lines"] = int(value.get("lines", 0)) + counts.get(account, 0)
+                value = accounts.get(account) or {}
+                accounts[account] = {
+                    "debit": to_decimal128(cents(value.get("debit", 0)) + balances.debits.get(account, _ZERO)),
+                    "credit": to_decimal128(cents(value.get("credit", 0)) + balances.credits.get(account, _ZERO)),
+                    "lines": int(value.get("lines", 0)) + counts.get(account, 0)}
         self.days.bulk_write([ReplaceOne({"_id": f"{vendor_id}|{month}"},
-                                         {"vendorId": vendor_id, "month": month, "days": held[month]}, upsert=True)
+                                         {"vendorId": vendor_id, "month": month, "days": days[month]}, upsert=True)
                               for month in totals], ordered=True, session=session)
+        return {month: days[month] for month in totals}
 
     def monthly(self, vendor_id: str, before_month: str | None = None) -> dict[str, Balances]:
         """The vendor's movements by month (only the months before `before_month`, if given)."""

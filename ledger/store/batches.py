@@ -20,6 +20,7 @@ from ledger.balances import LineCounts
 from ledger.chain import Head
 from ledger.sources import Rejection
 from ledger.store.accounts import is_expense
+from ledger.store.balances import HeldDays
 from ledger.store.conflicts import retry_conflicts
 from ledger.store.runs import RunGuard
 from ledger.sync_run import SyncRun
@@ -48,10 +49,13 @@ class BatchWrite:
     source_type: str = ""
     new_id_types: set[str] = field(default_factory=set)
     posted_at: datetime | None = None
+    held_days: HeldDays | None = None  # the writer's own last days (`BalanceStore.add`)
 
 
 def write_batch(store: Store, batch: BatchWrite) -> SyncRun | None:
     """Write a batch in one transaction; the run record after it."""
+
+    written_days: dict[str, dict[str, Any]] = {}
 
     def write(session: ClientSession) -> SyncRun | None:
         run = store.runs.update(batch.guard, batch.checkpoint, session=session)  # first: `Fenced` aborts it all
@@ -63,7 +67,9 @@ def write_batch(store: Store, batch: BatchWrite) -> SyncRun | None:
             store.vendors.note_id_types(batch.vendor_id, batch.source_type, batch.new_id_types, session)
         if batch.entries:
             store.entries.insert_chained(batch.entries, session)
-            store.balances.add(batch.vendor_id, batch.movements, batch.lines, session)
+            written_days.clear()
+            written_days.update(store.balances.add(batch.vendor_id, batch.movements, batch.lines, session,
+                                                   batch.held_days))
             if not store.vendors.advance_head(batch.vendor_id, batch.expected_head, batch.new_head, session):
                 raise ChainMoved(f"the chain of vendor {batch.vendor_id} is no longer at place "
                                  f"{batch.expected_head.seq}: another process wrote its ledger; nothing of this "
@@ -81,4 +87,7 @@ def write_batch(store: Store, batch: BatchWrite) -> SyncRun | None:
     # database that went away is the step's retries' business (each bounded by the client's
     # timeout), and they start over from the last checkpoint, which is exactly what this
     # transaction either wrote or did not.
-    return retry_conflicts(attempt)
+    run = retry_conflicts(attempt)
+    if batch.held_days is not None:  # committed: the days are as written
+        batch.held_days.months.update(written_days)
+    return run
