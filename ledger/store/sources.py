@@ -74,12 +74,10 @@ class SourceStore:
         return total
 
     def batches(self, query: SourceQuery) -> Generator[tuple[int, list[dict[str, Any]]], None, None]:
-        """(phase, documents) in `_id` order within each phase, a batch at a time
-        (one getMore per two batches)."""
+        """(phase, documents) in `_id` order within each phase, a batch at a time (a round trip each)."""
         collection = self.collection(query.kind)
         for number, part, rechecks, _ in _remaining_reads(query):
-            # Two batches per round trip: half the getMores, for one more batch of raw documents in memory.
-            with collection.find(part, sort=[("_id", ASCENDING)], batch_size=2 * self.batch_size) as cursor:
+            with collection.find(part, sort=[("_id", ASCENDING)], batch_size=self.batch_size) as cursor:
                 batch: list[dict[str, Any]] = []
                 for document in cursor:
                     if not (rechecks and _read_by_a_change_phase(query, document)):
