@@ -277,3 +277,27 @@ def test_a_full_sync_puts_right_days_that_disagree_with_the_entries(db, store, s
     assert store.books.as_of(VENDOR, date(2026, 3, 7)).net_balances() != _entries_through(store, date(2026, 3, 7))
     assert sync(VENDOR, full=True)["state"] == "completed"
     assert store.books.as_of(VENDOR, date(2026, 3, 7)).net_balances() == _entries_through(store, date(2026, 3, 7))
+
+
+def test_days_written_batch_after_batch_are_those_the_entries_add_up_to(db, sync, monkeypatch):
+    """A step's writer keeps the days it last wrote instead of reading them back for each batch:
+    over many batches on the same days and months, and a second sync, they stay the entries' sums."""
+    from flows.database import reset_clients
+    from ledger.balances import daily_difference
+
+    monkeypatch.setenv("LEDGER_BATCH_SIZE", "3")
+    reset_clients()
+    days = [utc(2026, month, day) for month in (3, 4) for day in (1, 2, 15)]
+    insert(db, "salesinvoices", *[sales(f"S{n}", subtotal=f"{n + 1}.00", invoiceDate=days[n % len(days)])
+                                  for n in range(20)])
+    insert(db, "expenses", *[expense(f"E{n}", amount=f"{n}.50", date=days[n % 4]) for n in range(10)])
+    assert sync(VENDOR)["stats"]["total"]["synced"] == 30
+    insert(db, "salesinvoices", *[sales(f"T{n}", subtotal="7.00", invoiceDate=days[n % len(days)],
+                                        updatedAt=datetime.now(UTC)) for n in range(8)])
+    assert sync(VENDOR)["stats"]["total"]["synced"] == 8
+    store = get_store()
+    held, held_lines = store.balances.daily(VENDOR)
+    summed, summed_lines = store.entries.daily_movements(VENDOR)
+    assert set(held) == {"2026-03-01", "2026-03-02", "2026-03-15", "2026-04-01", "2026-04-02", "2026-04-15"}
+    assert daily_difference(held, summed) == ""
+    assert held_lines == summed_lines
