@@ -138,8 +138,8 @@ def test_entries_removed_behind_the_syncs_back_fail_it_loudly_and_tell_the_room(
     assert failures and "accounts_receivable" in failures[0]["error"]
 
 
-def test_an_entry_added_behind_the_syncs_back_with_its_id_fails_it_naming_the_amount(db, store, sync, monkeypatch):
-    """Outside the chain, so only counting what carries the sync's id can see it."""
+def _sync_tampered_after_two_batches(db, sync, monkeypatch, tamper) -> dict:
+    """Sync four sales invoices two at a time, `tamper()` run once the second batch is written; the run record."""
     from flows.database import reset_clients
 
     monkeypatch.setenv("LEDGER_BATCH_SIZE", "2")
@@ -147,39 +147,33 @@ def test_an_entry_added_behind_the_syncs_back_with_its_id_fails_it_naming_the_am
     insert(db, "salesinvoices", *[sales(f"S{n}", subtotal=f"{n}0.00") for n in range(1, 5)])
     batches = []
 
-    def tamper(batch):
+    def after(batch):
         batches.append(batch)
         if len(batches) == 2:
-            forged = db.ledger_entries.find_one({"source.id": "S1"}, {"seq": 0, "hash": 0})
-            db.ledger_entries.insert_one({**forged, "_id": "forged"})
+            tamper()
 
-    after_each_batch(monkeypatch, tamper)
+    after_each_batch(monkeypatch, after)
     with contextlib.suppress(Exception):  # a failed sync raises in the flow
         sync("v1")
-    run = db.ledger_sync_runs.find_one({"vendorId": "v1"})
+    return db.ledger_sync_runs.find_one({"vendorId": "v1"})
+
+
+def test_an_entry_added_behind_the_syncs_back_with_its_id_fails_it_naming_the_amount(db, sync, monkeypatch):
+    """Outside the chain, so only reading what carries the sync's id can see it."""
+    def forge():
+        forged = db.ledger_entries.find_one({"source.id": "S1"}, {"seq": 0, "hash": 0})
+        db.ledger_entries.insert_one({**forged, "_id": "forged"})
+
+    run = _sync_tampered_after_two_batches(db, sync, monkeypatch, forge)
     assert run["state"] == "failed"
     assert "carrying this sync's id" in run["error"] and "accounts_receivable" in run["error"], run["error"]
     assert "10.00" in run["error"], run["error"]
 
 
-def test_an_entry_taken_out_of_the_chain_behind_the_syncs_back_fails_it(db, store, sync, monkeypatch):
+def test_an_entry_taken_out_of_the_chain_behind_the_syncs_back_fails_it(db, sync, monkeypatch):
     """Its id, its amounts and the count are as written: only the places in the chain show it."""
-    from flows.database import reset_clients
-
-    monkeypatch.setenv("LEDGER_BATCH_SIZE", "2")
-    reset_clients()
-    insert(db, "salesinvoices", *[sales(f"S{n}", subtotal=f"{n}0.00") for n in range(1, 5)])
-    batches = []
-
-    def tamper(batch):
-        batches.append(batch)
-        if len(batches) == 2:
-            db.ledger_entries.update_one({"source.id": "S1"}, {"$unset": {"seq": "", "hash": ""}})
-
-    after_each_batch(monkeypatch, tamper)
-    with contextlib.suppress(Exception):  # a failed sync raises in the flow
-        sync("v1")
-    run = db.ledger_sync_runs.find_one({"vendorId": "v1"})
+    run = _sync_tampered_after_two_batches(db, sync, monkeypatch, lambda: db.ledger_entries.update_one(
+        {"source.id": "S1"}, {"$unset": {"seq": "", "hash": ""}}))
     assert run["state"] == "failed"
     assert "hold places 2 to 4 of the chain (1 of them none)" in run["error"], run["error"]
     assert "moved the chain from place 0 to 4" in run["error"], run["error"]
